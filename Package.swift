@@ -1,0 +1,53 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Numeric targets are compiled optimised even in debug builds: SIMD code is ~1000x slower at -Onone,
+/// and without AVX2/FMA every `addingProduct` becomes a libm call (Docs/ARCHITECTURE.md).
+let kernelSettings: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-Xcc", "-mavx2", "-Xcc", "-mfma"])]
+
+let package = Package(
+    name: "qmamba",
+    products: [
+        .executable(name: "qmamba", targets: ["qmamba"]),
+        .library(name: "TensorModule", targets: ["TensorModule"]),
+        .library(name: "Checkpoint", targets: ["Checkpoint"]),
+        .library(name: "Vim", targets: ["Vim"]),
+        .library(name: "Cluster", targets: ["Cluster"]),
+    ],
+    targets: [
+        // MARK: - C libraries (module maps and static-inline shims only)
+        .systemLibrary(
+            name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(
+            name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(
+            name: "CTurboJPEG", path: "Sources/CTurboJPEG", pkgConfig: "libturbojpeg",
+            providers: [.apt(["libturbojpeg0-dev"])]),
+        .systemLibrary(
+            name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
+            providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(
+            name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]),
+
+        // MARK: - Libraries
+        .target(name: "TensorModule", dependencies: ["CBLAS"], swiftSettings: kernelSettings),
+        .target(name: "Checkpoint", dependencies: ["TensorModule", "CZlib"], swiftSettings: kernelSettings),
+        .target(name: "Vim", dependencies: ["TensorModule", "Checkpoint"], swiftSettings: kernelSettings),
+        .target(name: "Cluster", dependencies: ["CMPI"]),
+
+        // MARK: - Command line
+        .target(name: "QMambaCLI", dependencies: ["TensorModule", "Checkpoint", "Vim", "Cluster"]),
+        .executableTarget(name: "qmamba", dependencies: ["QMambaCLI"]),
+
+        // MARK: - Tests
+        .target(name: "TestSupport", dependencies: ["TensorModule", "Checkpoint"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorModuleTests", dependencies: ["TensorModule", "TestSupport"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "TestSupport"]),
+        .testTarget(name: "VimTests", dependencies: ["Vim", "Checkpoint", "TestSupport"]),
+        .testTarget(name: "QMambaCLITests", dependencies: ["TestSupport"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,338 @@
+/// Interprets a pickle stream (protocols 0–5) as data, executing nothing.
+///
+/// Class and function references (GLOBAL, STACK_GLOBAL) become `.global` names. REDUCE and NEWOBJ
+/// only *describe* calls: the few PyTorch rebuild functions a checkpoint needs
+/// (`collections.OrderedDict`, `torch._utils._rebuild_tensor_v2`, `_rebuild_parameter`) are
+/// recognised by name and rebuilt as plain values; any other call becomes an inert `PickleObject`.
+/// Persistent ids of the form `('storage', <Storage class>, key, location, numel)` become storage
+/// references. Memory is bounded by the stream's length: every opcode pushes at most one value.
+struct PickleInterpreter {
+    private let path: String
+    private var reader: ByteReader
+    private var stack: [PickleValue] = []
+    private var marks: [Int] = []
+    private var memo: [Int: PickleValue] = [:]
+    private var opcodeStart = 0
+
+    /// The largest number of nested MARKs accepted; real checkpoints use a handful.
+    static let maximumMarkDepth = 10_000
+
+    init(bytes: UnsafeRawBufferPointer, path: String) {
+        self.path = path
+        self.reader = ByteReader(bytes)
+    }
+
+    private func failure(_ detail: String) -> CheckpointError {
+        .malformedPickle(path: path, offset: opcodeStart, detail: detail)
+    }
+
+    private mutating func pop() throws -> PickleValue {
+        guard let value = stack.popLast(), stack.count >= (marks.last ?? 0) else {
+            throw failure("stack underflow")
+        }
+        return value
+    }
+
+    private mutating func popMarked() throws -> [PickleValue] {
+        guard let mark = marks.popLast(), mark <= stack.count else { throw failure("no MARK to pop to") }
+        let items = Array(stack[mark...])
+        stack.removeSubrange(mark...)
+        return items
+    }
+
+    private mutating func top() throws -> PickleValue {
+        guard let value = stack.last, stack.count > (marks.last ?? 0) else { throw failure("empty stack") }
+        return value
+    }
+
+    private mutating func readLine() throws -> String {
+        var bytes: [UInt8] = []
+        while true {
+            guard let byte = reader.read(UInt8.self) else { throw failure("unterminated text line") }
+            if byte == 0x0A { break }
+            bytes.append(byte)
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private mutating func readCount<T: FixedWidthInteger>(_: T.Type) throws -> Int {
+        guard let raw = reader.read(T.self) else { throw failure("truncated length") }
+        guard raw >= 0, UInt64(raw) <= UInt64(reader.remaining) else {
+            throw failure("length \(raw) runs past the end of the stream")
+        }
+        return Int(raw)
+    }
+
+    private mutating func readString<T: FixedWidthInteger>(lengthOf: T.Type) throws -> String {
+        let count = try readCount(T.self)
+        return String(decoding: reader.readBytes(count)!, as: UTF8.self)
+    }
+
+    private mutating func readByteArray<T: FixedWidthInteger>(lengthOf: T.Type) throws -> [UInt8] {
+        let count = try readCount(T.self)
+        return Array(reader.readBytes(count)!)
+    }
+
+    private static func integer(fromLittleEndian bytes: [UInt8]) -> PickleValue {
+        if bytes.isEmpty { return .int(0) }
+        if bytes.count > 8 { return .bigInt(bytes) }
+        var value: UInt64 = 0
+        for (i, byte) in bytes.enumerated() { value |= UInt64(byte) << (8 * UInt64(i)) }
+        let bits = bytes.count * 8
+        if bits < 64 && bytes.last! & 0x80 != 0 { value |= ~0 << UInt64(bits) }
+        return .int(Int(Int64(bitPattern: value)))
+    }
+
+    private func setItem(_ target: PickleValue, key: PickleValue, value: PickleValue) throws {
+        switch target {
+        case .dict(let dict): dict.set(key, value)
+        case .object: break
+        default: throw failure("SETITEM on \(target.kind)")
+        }
+    }
+
+    private func append(_ target: PickleValue, _ items: [PickleValue]) throws {
+        switch target {
+        case .list(let list): list.items.append(contentsOf: items)
+        case .object: break
+        default: throw failure("APPEND on \(target.kind)")
+        }
+    }
+
+    /// What a described call produces.
+    private func call(_ callable: PickleValue, _ arguments: [PickleValue]) throws -> PickleValue {
+        guard case .global(let module, let name) = callable else {
+            return .object(PickleObject(className: callable.kind, arguments: arguments))
+        }
+        switch (module, name) {
+        case ("collections", "OrderedDict"), ("builtins", "dict"), ("__builtin__", "dict"):
+            return .dict(PickleDict())
+        case ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor"):
+            return try rebuildTensor(arguments)
+        case ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_parameter_with_state"):
+            guard let first = arguments.first, case .tensor = first else {
+                throw failure("_rebuild_parameter without a tensor")
+            }
+            return first
+        default:
+            return .object(PickleObject(className: "\(module).\(name)", arguments: arguments))
+        }
+    }
+
+    private func rebuildTensor(_ arguments: [PickleValue]) throws -> PickleValue {
+        guard arguments.count >= 4, case .storage(let storage) = arguments[0], case .int(let offset) = arguments[1],
+            case .tuple(let sizeItems) = arguments[2], case .tuple(let strideItems) = arguments[3]
+        else { throw failure("_rebuild_tensor_v2 called with unexpected arguments") }
+        func ints(_ items: [PickleValue]) throws -> [Int] {
+            try items.map {
+                guard case .int(let v) = $0 else { throw failure("tensor size or stride is not an integer") }
+                return v
+            }
+        }
+        let shape = try ints(sizeItems)
+        let strides = try ints(strideItems)
+        guard shape.count == strides.count else { throw failure("tensor has \(shape.count) sizes but \(strides.count) strides") }
+        return .tensor(TensorReference(storage: storage, offset: offset, shape: shape, strides: strides))
+    }
+
+    private func persistentLoad(_ pid: PickleValue) throws -> PickleValue {
+        guard case .tuple(let items) = pid, items.count >= 5, case .string("storage") = items[0],
+            case .global(_, let className) = items[1], case .int(let count) = items[4]
+        else { throw failure("unsupported persistent id (\(pid.kind))") }
+        let key: String
+        switch items[2] {
+        case .string(let s): key = s
+        case .int(let i): key = String(i)
+        default: throw failure("storage key is \(items[2].kind)")
+        }
+        guard let type = StorageElementType(rawValue: className) else {
+            throw failure("unknown storage type \(className)")
+        }
+        guard count >= 0 else { throw failure("negative storage size") }
+        return .storage(StorageReference(key: key, elementType: type, count: count))
+    }
+
+    /// Runs the stream to its STOP opcode and returns the resulting value.
+    mutating func run() throws -> PickleValue {
+        while true {
+            opcodeStart = reader.position
+            guard let opcode = reader.read(UInt8.self) else { throw failure("stream ends without STOP") }
+            switch opcode {
+            case 0x80:  // PROTO
+                guard let version = reader.read(UInt8.self), version <= 5 else {
+                    throw failure("unsupported pickle protocol")
+                }
+            case 0x95:  // FRAME: framing is only a read-ahead hint
+                guard reader.read(UInt64.self) != nil else { throw failure("truncated FRAME") }
+            case 0x2E:  // STOP
+                return try pop()
+            case 0x28:  // MARK
+                guard marks.count < PickleInterpreter.maximumMarkDepth else { throw failure("MARKs nested too deeply") }
+                marks.append(stack.count)
+            case 0x30: _ = try pop()  // POP
+            case 0x31: _ = try popMarked()  // POP_MARK
+            case 0x32: stack.append(try top())  // DUP
+            case 0x4E: stack.append(.none)
+            case 0x88: stack.append(.bool(true))
+            case 0x89: stack.append(.bool(false))
+            case 0x4B:  // BININT1
+                guard let v = reader.read(UInt8.self) else { throw failure("truncated BININT1") }
+                stack.append(.int(Int(v)))
+            case 0x4D:  // BININT2
+                guard let v = reader.read(UInt16.self) else { throw failure("truncated BININT2") }
+                stack.append(.int(Int(v)))
+            case 0x4A:  // BININT
+                guard let v = reader.read(Int32.self) else { throw failure("truncated BININT") }
+                stack.append(.int(Int(v)))
+            case 0x8A:  // LONG1
+                stack.append(PickleInterpreter.integer(fromLittleEndian: try readByteArray(lengthOf: UInt8.self)))
+            case 0x8B:  // LONG4
+                stack.append(PickleInterpreter.integer(fromLittleEndian: try readByteArray(lengthOf: Int32.self)))
+            case 0x49:  // INT (text)
+                let line = try readLine()
+                switch line {
+                case "00": stack.append(.bool(false))
+                case "01": stack.append(.bool(true))
+                default:
+                    guard let v = Int(line) else { throw failure("bad INT literal") }
+                    stack.append(.int(v))
+                }
+            case 0x4C:  // LONG (text)
+                var line = try readLine()
+                if line.hasSuffix("L") { line.removeLast() }
+                guard let v = Int(line) else { throw failure("LONG literal out of range") }
+                stack.append(.int(v))
+            case 0x47:  // BINFLOAT, big-endian
+                guard let bits = reader.read(UInt64.self) else { throw failure("truncated BINFLOAT") }
+                stack.append(.float(Double(bitPattern: UInt64(bigEndian: bits))))
+            case 0x46:  // FLOAT (text)
+                guard let v = Double(try readLine()) else { throw failure("bad FLOAT literal") }
+                stack.append(.float(v))
+            case 0x58: stack.append(.string(try readString(lengthOf: UInt32.self)))  // BINUNICODE
+            case 0x8C: stack.append(.string(try readString(lengthOf: UInt8.self)))  // SHORT_BINUNICODE
+            case 0x8D: stack.append(.string(try readString(lengthOf: UInt64.self)))  // BINUNICODE8
+            case 0x56: stack.append(.string(try readLine()))  // UNICODE (raw-unicode-escape; ASCII suffices)
+            case 0x55: stack.append(.string(try readString(lengthOf: UInt8.self)))  // SHORT_BINSTRING
+            case 0x54: stack.append(.string(try readString(lengthOf: Int32.self)))  // BINSTRING
+            case 0x53:  // STRING (quoted text)
+                var line = try readLine()
+                if line.count >= 2, let q = line.first, q == "'" || q == "\"", line.last == q {
+                    line = String(line.dropFirst().dropLast())
+                }
+                stack.append(.string(line))
+            case 0x43: stack.append(.bytes(try readByteArray(lengthOf: UInt8.self)))  // SHORT_BINBYTES
+            case 0x42: stack.append(.bytes(try readByteArray(lengthOf: UInt32.self)))  // BINBYTES
+            case 0x8E: stack.append(.bytes(try readByteArray(lengthOf: UInt64.self)))  // BINBYTES8
+            case 0x96: stack.append(.bytes(try readByteArray(lengthOf: UInt64.self)))  // BYTEARRAY8
+            case 0x29: stack.append(.tuple([]))  // EMPTY_TUPLE
+            case 0x74: stack.append(.tuple(try popMarked()))  // TUPLE
+            case 0x85: stack.append(.tuple([try pop()]))  // TUPLE1
+            case 0x86:  // TUPLE2
+                let b = try pop()
+                let a = try pop()
+                stack.append(.tuple([a, b]))
+            case 0x87:  // TUPLE3
+                let c = try pop()
+                let b = try pop()
+                let a = try pop()
+                stack.append(.tuple([a, b, c]))
+            case 0x5D: stack.append(.list(PickleList()))  // EMPTY_LIST
+            case 0x6C:  // LIST
+                let list = PickleList()
+                list.items = try popMarked()
+                stack.append(.list(list))
+            case 0x61:  // APPEND
+                let item = try pop()
+                try append(try top(), [item])
+            case 0x65:  // APPENDS
+                let items = try popMarked()
+                try append(try top(), items)
+            case 0x8F: stack.append(.list(PickleList()))  // EMPTY_SET
+            case 0x90:  // ADDITEMS
+                let items = try popMarked()
+                try append(try top(), items)
+            case 0x91:  // FROZENSET
+                let list = PickleList()
+                list.items = try popMarked()
+                stack.append(.list(list))
+            case 0x7D: stack.append(.dict(PickleDict()))  // EMPTY_DICT
+            case 0x64:  // DICT
+                let items = try popMarked()
+                guard items.count % 2 == 0 else { throw failure("DICT with an odd number of items") }
+                let dict = PickleDict()
+                for i in stride(from: 0, to: items.count, by: 2) { dict.set(items[i], items[i + 1]) }
+                stack.append(.dict(dict))
+            case 0x73:  // SETITEM
+                let value = try pop()
+                let key = try pop()
+                try setItem(try top(), key: key, value: value)
+            case 0x75:  // SETITEMS
+                let items = try popMarked()
+                guard items.count % 2 == 0 else { throw failure("SETITEMS with an odd number of items") }
+                let target = try top()
+                for i in stride(from: 0, to: items.count, by: 2) {
+                    try setItem(target, key: items[i], value: items[i + 1])
+                }
+            case 0x71:  // BINPUT
+                guard let i = reader.read(UInt8.self) else { throw failure("truncated BINPUT") }
+                memo[Int(i)] = try top()
+            case 0x72:  // LONG_BINPUT
+                guard let i = reader.read(UInt32.self) else { throw failure("truncated LONG_BINPUT") }
+                memo[Int(i)] = try top()
+            case 0x70:  // PUT
+                guard let i = Int(try readLine()) else { throw failure("bad PUT index") }
+                memo[i] = try top()
+            case 0x94: memo[memo.count] = try top()  // MEMOIZE
+            case 0x68, 0x6A, 0x67:  // BINGET, LONG_BINGET, GET
+                let index: Int?
+                switch opcode {
+                case 0x68: index = reader.read(UInt8.self).map(Int.init)
+                case 0x6A: index = reader.read(UInt32.self).map(Int.init)
+                default: index = Int(try readLine())
+                }
+                guard let index, let value = memo[index] else { throw failure("memo lookup of an unset index") }
+                stack.append(value)
+            case 0x63:  // GLOBAL
+                let module = try readLine()
+                let name = try readLine()
+                stack.append(.global(module: module, name: name))
+            case 0x93:  // STACK_GLOBAL
+                guard case .string(let name) = try pop(), case .string(let module) = try pop() else {
+                    throw failure("STACK_GLOBAL needs two strings")
+                }
+                stack.append(.global(module: module, name: name))
+            case 0x52:  // REDUCE
+                guard case .tuple(let arguments) = try pop() else { throw failure("REDUCE arguments are not a tuple") }
+                let callable = try pop()
+                stack.append(try call(callable, arguments))
+            case 0x81:  // NEWOBJ
+                guard case .tuple(let arguments) = try pop() else { throw failure("NEWOBJ arguments are not a tuple") }
+                let type = try pop()
+                stack.append(.object(PickleObject(className: Self.name(of: type), arguments: arguments)))
+            case 0x92:  // NEWOBJ_EX
+                _ = try pop()
+                guard case .tuple(let arguments) = try pop() else { throw failure("NEWOBJ_EX arguments are not a tuple") }
+                let type = try pop()
+                stack.append(.object(PickleObject(className: Self.name(of: type), arguments: arguments)))
+            case 0x62:  // BUILD
+                let state = try pop()
+                switch try top() {
+                case .object(let object): object.state = state
+                case .dict, .tensor, .list: break  // OrderedDict metadata, tensor hooks state: not needed
+                default: throw failure("BUILD on \(try top().kind)")
+                }
+            case 0x51:  // BINPERSID
+                stack.append(try persistentLoad(try pop()))
+            case 0x50:  // PERSID (text)
+                throw failure("text persistent ids are not used by PyTorch checkpoints")
+            default:
+                throw failure("opcode 0x\(String(opcode, radix: 16)) is not supported")
+            }
+        }
+    }
+
+    private static func name(of type: PickleValue) -> String {
+        if case .global(let module, let name) = type { return "\(module).\(name)" }
+        return type.kind
+    }
+}

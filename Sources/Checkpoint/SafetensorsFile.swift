@@ -1,0 +1,96 @@
+import Foundation
+import TensorModule
+
+/// A safetensors file: an 8-byte little-endian header length, a JSON header naming each tensor's
+/// dtype, shape and byte range, then the raw data.
+public struct SafetensorsFile: TensorSource {
+    public let path: String
+    public let tensorNames: [String]
+    /// The free-form `__metadata__` strings of the header.
+    public let metadata: [String: String]
+    private let entries: [String: (type: StorageElementType, shape: [Int], range: Range<Int>)]
+    private let data: Data
+    private let dataStart: Int
+
+    private static let typeNames: [String: StorageElementType] = [
+        "F32": .float32, "F16": .float16, "BF16": .bfloat16, "F64": .float64,
+        "I64": .int64, "I32": .int32, "I16": .int16, "I8": .int8, "U8": .uint8, "BOOL": .bool,
+    ]
+
+    /// Opens and validates a safetensors file: every byte range must lie in the data section and
+    /// match its dtype and shape.
+    public init(path: String) throws {
+        func malformed(_ detail: String) -> CheckpointError {
+            .malformedArray(path: path, detail: "not a valid safetensors file: \(detail)")
+        }
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+        } catch {
+            throw CheckpointError.unreadable(path: path, reason: (error as NSError).localizedDescription)
+        }
+        self.path = path
+        guard data.count >= 8 else { throw malformed("shorter than its 8-byte header length") }
+        let length = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard length <= UInt64(data.count - 8) else { throw malformed("header length \(length) exceeds the file") }
+        dataStart = 8 + Int(length)
+        guard let header = try? JSONSerialization.jsonObject(with: data.subdata(in: 8..<dataStart)) as? [String: Any] else {
+            throw malformed("the header is not a JSON object")
+        }
+        var entries: [String: (StorageElementType, [Int], Range<Int>)] = [:]
+        var metadata: [String: String] = [:]
+        for (name, value) in header {
+            if name == "__metadata__" {
+                for (k, v) in value as? [String: Any] ?? [:] { metadata[k] = v as? String ?? "\(v)" }
+                continue
+            }
+            guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
+                let type = SafetensorsFile.typeNames[dtype], let shape = info["shape"] as? [Int],
+                let offsets = info["data_offsets"] as? [Int], offsets.count == 2
+            else { throw malformed("entry '\(name)' lacks a known dtype, a shape or data_offsets") }
+            let count = shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).partialValue }
+            guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] >= offsets[0],
+                offsets[1] <= data.count - dataStart, offsets[1] - offsets[0] == count * type.size
+            else { throw malformed("entry '\(name)' has a byte range that does not fit its shape or the file") }
+            entries[name] = (type, shape, offsets[0]..<offsets[1])
+        }
+        self.entries = entries
+        self.metadata = metadata
+        tensorNames = entries.keys.sorted { entries[$0]!.2.lowerBound < entries[$1]!.2.lowerBound }
+    }
+
+    public func shape(of name: String) -> [Int]? { entries[name]?.shape }
+
+    public func tensor(named name: String) throws -> Tensor {
+        guard let entry = entries[name] else { throw CheckpointError.missingTensor(path: path, key: name) }
+        guard [.float32, .float16, .bfloat16, .float64].contains(entry.type) else {
+            throw CheckpointError.unsupportedElementType(path: path, tensor: name, type: "\(entry.type)")
+        }
+        let count = entry.shape.reduce(1, *)
+        let scalars = data.withUnsafeBytes { raw in
+            let slice = UnsafeRawBufferPointer(rebasing: raw[(dataStart + entry.range.lowerBound)..<(dataStart + entry.range.upperBound)])
+            return (0..<count).map { ElementConversion.element(slice, $0, entry.type)! }
+        }
+        return Tensor(shape: entry.shape, scalars: scalars)
+    }
+
+    /// Writes float32 tensors (in the given order) with optional metadata, atomically.
+    public static func write(
+        _ tensors: [(name: String, tensor: Tensor)], metadata: [String: String] = [:], to path: String
+    ) throws {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        for (name, tensor) in tensors {
+            header[name] = ["dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + tensor.count * 4]]
+            offset += tensor.count * 4
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        // Pad the header with spaces so the data section starts 8-byte aligned, as the reference writer does.
+        json.append(contentsOf: [UInt8](repeating: 0x20, count: (8 - json.count % 8) % 8))
+        var file = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { file.append(contentsOf: $0) }
+        file.append(json)
+        for (_, tensor) in tensors { tensor.scalars.withUnsafeBytes { file.append(contentsOf: $0) } }
+        try AtomicFile.write(file, to: path)
+    }
+}

@@ -1,0 +1,50 @@
+import Foundation
+
+/// Element-wise activations of the Mamba mixer.
+public enum Activation {
+    /// `softplus(v + bias[column])` over rows of `input`, with PyTorch's threshold: v for v > 20, else
+    /// log1p(e^v). This is the step size Δ = softplus(dt_low · dt_projᵀ + dt_proj.bias).
+    public static func softplus(_ input: Tensor, columnBias bias: [Float]) -> Tensor {
+        let width = bias.count
+        precondition(input.shape.last == width)
+        var out = input.scalars
+        let rows = input.count / max(width, 1)
+        out.withUnsafeMutableBufferPointer { p in
+            for row in 0..<rows {
+                for j in 0..<width {
+                    let v = p[row * width + j] + bias[j]
+                    p[row * width + j] = v > 20 ? v : Float(log1p(exp(Double(v))))
+                }
+            }
+        }
+        return Tensor(shape: input.shape, scalars: out)
+    }
+
+    /// SiLU(v) = v / (1 + e^−v) applied to every element.
+    public static func silu(_ input: Tensor) -> Tensor {
+        var out = input.scalars
+        out.withUnsafeMutableBufferPointer { p in
+            forEachLanes(count: p.count) { i, n in
+                let v = loadPartial(p.baseAddress! + i, n)
+                storePartial(TensorModule.silu(v), p.baseAddress! + i, n)
+            }
+        }
+        return Tensor(shape: input.shape, scalars: out)
+    }
+
+    /// `y ⊙ SiLU(z)`: the mixer's output gate, for tensors of the same shape.
+    public static func gate(_ y: Tensor, by z: Tensor) -> Tensor {
+        precondition(y.shape == z.shape)
+        var out = y.scalars
+        out.withUnsafeMutableBufferPointer { p in
+            z.scalars.withUnsafeBufferPointer { zp in
+                forEachLanes(count: p.count) { i, n in
+                    let zv = loadPartial(zp.baseAddress! + i, n)
+                    let yv = loadPartial(p.baseAddress! + i, n)
+                    storePartial(yv * zv / (1 + exponential(-zv)), p.baseAddress! + i, n)
+                }
+            }
+        }
+        return Tensor(shape: y.shape, scalars: out)
+    }
+}

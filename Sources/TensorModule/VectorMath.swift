@@ -1,0 +1,77 @@
+/// Eight float lanes: the AVX2 register width the kernels are written for.
+typealias Lanes = SIMD8<Float>
+
+@inline(__always) func loadLanes(_ p: UnsafePointer<Float>) -> Lanes {
+    UnsafeRawPointer(p).loadUnaligned(as: Lanes.self)
+}
+
+@inline(__always) func storeLanes(_ v: Lanes, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: Lanes.self)
+}
+
+/// e^x for eight lanes, accurate to about 1 ulp over the float range (inputs below −87.3 give 0-ish
+/// denormal-free results, above 88.7 give +inf as expf does).
+///
+/// Cody–Waite reduction x = k·ln2 + r with |r| ≤ ln2/2, a degree-6 polynomial for e^r, and 2^k built
+/// in the exponent bits. Written with `addingProduct` because Swift never fuses `a*b+c`.
+@inline(__always) func exponential(_ input: Lanes) -> Lanes {
+    var x = input.replacing(with: -87.33654, where: input .< -87.33654)
+    x = x.replacing(with: 88.72283, where: x .> 88.72283)
+    // Adding 1.5·2^23 rounds x·log2(e) to the nearest integer in the low mantissa bits.
+    let shifter = Lanes(repeating: 12_582_912.0)
+    let shifted = shifter.addingProduct(x, 1.442_695_04)
+    let k = shifted - shifter
+    var r = x.addingProduct(k, -0.693_359_375)
+    r = r.addingProduct(k, 2.121_944_4e-4)
+    var p = Lanes(repeating: 1.987_569_15e-4)
+    p = Lanes(repeating: 1.398_199_95e-3).addingProduct(p, r)
+    p = Lanes(repeating: 8.333_451_9e-3).addingProduct(p, r)
+    p = Lanes(repeating: 4.166_579_59e-2).addingProduct(p, r)
+    p = Lanes(repeating: 1.666_666_55e-1).addingProduct(p, r)
+    p = Lanes(repeating: 5.000_000_12e-1).addingProduct(p, r)
+    p = (r + 1).addingProduct(p, r * r)
+    // k may be 128 at the top clamp: split the power of two in two factors so it cannot overflow.
+    let bits = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
+    let half = bits &>> 1
+    let scaleA = unsafeBitCast((half &+ 127) &<< 23, to: Lanes.self)
+    let scaleB = unsafeBitCast((bits &- half &+ 127) &<< 23, to: Lanes.self)
+    return p * scaleA * scaleB
+}
+
+/// SiLU(v) = v·σ(v) = v / (1 + e^−v), as the official kernels compute it.
+@inline(__always) func silu(_ v: Lanes) -> Lanes {
+    v / (1 + exponential(-v))
+}
+
+@inline(__always) func siluScalar(_ v: Float) -> Float {
+    var lanes = Lanes(repeating: 0)
+    lanes[0] = v
+    return silu(lanes)[0]
+}
+
+/// Applies `body` to `count` floats in chunks of eight lanes, with a zero-padded last chunk.
+@inline(__always) func forEachLanes(
+    count: Int, _ body: (_ offset: Int, _ width: Int) -> Void
+) {
+    var i = 0
+    while i + 8 <= count {
+        body(i, 8)
+        i += 8
+    }
+    if i < count { body(i, count - i) }
+}
+
+@inline(__always) func loadPartial(_ p: UnsafePointer<Float>, _ width: Int) -> Lanes {
+    if width == 8 { return loadLanes(p) }
+    var v = Lanes(repeating: 0)
+    for j in 0..<width { v[j] = p[j] }
+    return v
+}
+
+@inline(__always) func storePartial(_ v: Lanes, _ p: UnsafeMutablePointer<Float>, _ width: Int) {
+    if width == 8 {
+        storeLanes(v, p)
+        return
+    }
+    for j in 0..<width { p[j] = v[j] }
+}

@@ -1,0 +1,161 @@
+import Checkpoint
+import TensorModule
+
+/// A Vision Mamba classifier: bidirectional Mamba blocks over patch tokens with a middle class token.
+///
+/// A port of `VisionMamba.forward` of the official `vim/models_mamba.py` with the bimamba-v2 mixer of its
+/// bundled `mamba_ssm` 1.1.1, in evaluation mode (see ../shared/docs/VIM.md for every step).
+public struct VimModel: Sendable {
+    /// The hyper-parameters.
+    public let configuration: VimConfiguration
+    /// The parameters; fake quantization replaces weights here.
+    public var weights: VimWeights
+
+    /// Wraps weights that were loaded for `configuration`.
+    public init(configuration: VimConfiguration, weights: VimWeights) {
+        self.configuration = configuration
+        self.weights = weights
+    }
+
+    /// Loads a checkpoint, with its configuration inferred from the tensor shapes unless one is given.
+    public init(loading source: TensorSource, configuration: VimConfiguration? = nil) throws {
+        let configuration = try configuration ?? VimConfiguration.inferred(from: source)
+        try configuration.validate()
+        self.init(configuration: configuration, weights: try VimWeights(loading: source, configuration: configuration))
+    }
+
+    /// Computes the logits [B, classes] of normalised images [B, C, H, W].
+    ///
+    /// - Parameter hooks: sees (and may replace) every `ObservationPoint`; nil runs the plain fp32 model.
+    /// - Throws: `VimError.invalidInput` if the images do not have the configured shape.
+    public func callAsFunction(_ images: Tensor, hooks: ForwardHooks? = nil) throws -> Tensor {
+        let c = configuration
+        guard images.rank == 4, images.shape[1] == c.channels, images.shape[2] == c.imageSize,
+            images.shape[3] == c.imageSize
+        else {
+            throw VimError.invalidInput(
+                "images have shape \(images.shape), the model needs [N, \(c.channels), \(c.imageSize), \(c.imageSize)]")
+        }
+        var pixels = images
+        hooks?.process(ObservationPoint(.patchEmbeddingInput), &pixels)
+        var hidden = embed(pixels)
+        hooks?.process(ObservationPoint(.embedding), &hidden)
+        var residual: Tensor?
+        for (index, layer) in weights.layers.enumerated() {
+            var sum = residual.map { $0 + hidden } ?? hidden
+            hooks?.process(ObservationPoint(layer: index, .residual), &sum)
+            residual = sum
+            var normed = RMSNorm.apply(sum, weight: layer.normWeight, epsilon: c.normEpsilon)
+            hooks?.process(ObservationPoint(layer: index, .inProjectionInput), &normed)
+            hidden = mix(normed, layer: layer, index: index, hooks: hooks)
+            hooks?.process(ObservationPoint(layer: index, .mixerOutput), &hidden)
+        }
+        let final = RMSNorm.apply((residual ?? hidden) + hidden, weight: weights.finalNormWeight, epsilon: c.normEpsilon)
+        let batch = images.shape[0]
+        let (length, d) = (c.tokenCount, c.embedDimension)
+        var features = Tensor(shape: [batch, d])
+        for b in 0..<batch {
+            let row = (b * length + c.classTokenIndex) * d
+            features.scalars.replaceSubrange(b * d..<(b + 1) * d, with: final.scalars[row..<(row + d)])
+        }
+        hooks?.process(ObservationPoint(.headInput), &features)
+        return Linear.apply(features, weight: weights.headWeight, bias: weights.headBias)
+    }
+
+    /// Patch embedding, class token inserted at M / 2, position embedding added: [B, L, D].
+    private func embed(_ images: Tensor) -> Tensor {
+        let c = configuration
+        let patches = PatchEmbedding.apply(
+            images, weight: weights.patchEmbeddingWeight, bias: weights.patchEmbeddingBias, stride: c.stride)
+        let (batch, m, d, length) = (images.shape[0], c.patchCount, c.embedDimension, c.tokenCount)
+        var tokens = [Float](repeating: 0, count: batch * length * d)
+        let middle = c.classTokenIndex
+        for b in 0..<batch {
+            for t in 0..<length {
+                let destination = (b * length + t) * d
+                let position = t * d
+                for j in 0..<d {
+                    let value: Float
+                    if t < middle {
+                        value = patches.scalars[(b * m + t) * d + j]
+                    } else if t == middle {
+                        value = weights.classToken[j]
+                    } else {
+                        value = patches.scalars[(b * m + t - 1) * d + j]
+                    }
+                    tokens[destination + j] = value + weights.positionEmbedding.scalars[position + j]
+                }
+            }
+        }
+        return Tensor(shape: [batch, length, d], scalars: tokens)
+    }
+
+    /// The bidirectional mixer: both directions' gated outputs averaged, then `out_proj`.
+    private func mix(_ input: Tensor, layer: VimLayerWeights, index: Int, hooks: ForwardHooks?) -> Tensor {
+        let e = configuration.innerDimension
+        let projected = Linear.apply(input, weight: layer.inProjection)
+        let x = projected.columns(0..<e)
+        let z = projected.columns(e..<(2 * e))
+        let forward = scan(x, gate: z, weights: layer.forward, layer: index, direction: .forward, hooks: hooks)
+        let backward = scan(
+            x.reversingTime(), gate: z.reversingTime(), weights: layer.backward, layer: index, direction: .backward,
+            hooks: hooks)
+        var combined = (forward + backward.reversingTime()) * 0.5
+        hooks?.process(ObservationPoint(layer: index, .outProjectionInput), &combined)
+        return Linear.apply(combined, weight: layer.outProjection)
+    }
+
+    /// One direction, on sequences already in that direction's time order: conv, SiLU, projections,
+    /// selective scan, gate.
+    private func scan(
+        _ input: Tensor, gate: Tensor, weights w: VimDirectionWeights, layer: Int, direction: ScanDirection,
+        hooks: ForwardHooks?
+    ) -> Tensor {
+        let (r, n) = (configuration.stepRank, configuration.stateSize)
+        func point(_ site: ObservationPoint.Site) -> ObservationPoint {
+            ObservationPoint(layer: layer, direction: direction, site)
+        }
+        var x = input
+        hooks?.process(point(.convolutionInput), &x)
+        var u = Activation.silu(CausalConvolution.apply(x, weight: w.convolutionWeight, bias: w.convolutionBias))
+        hooks?.process(point(.scanInput), &u)
+        let projected = Linear.apply(u, weight: w.inputProjection)
+        var stepInput = projected.columns(0..<r)
+        hooks?.process(point(.stepProjectionInput), &stepInput)
+        var step = Activation.softplus(Linear.apply(stepInput, weight: w.stepProjection), columnBias: w.stepBias)
+        hooks?.process(point(.step), &step)
+        var b = projected.columns(r..<(r + n))
+        hooks?.process(point(.inputMatrix), &b)
+        var c = projected.columns((r + n)..<(r + 2 * n))
+        hooks?.process(point(.outputMatrix), &c)
+        let stepHook = hooks.flatMap { hooks in
+            hooks.needsScanInternals(layer: layer, direction: direction)
+                ? ScanHookAdapter(hooks: hooks, layer: layer, direction: direction) : nil
+        }
+        var y = SelectiveScan.apply(
+            x: u, delta: step, a: w.stateMatrix, b: b, c: c, d: w.skip, hook: stepHook)
+        hooks?.process(point(.scanOutput), &y)
+        var gated = Activation.gate(y, by: gate)
+        hooks?.process(point(.gatedOutput), &gated)
+        return gated
+    }
+}
+
+/// Forwards the scan's per-step quantities to the model's hooks under their point names.
+private final class ScanHookAdapter: ScanStepHook {
+    let hooks: ForwardHooks
+    let points: [ScanQuantity: ObservationPoint]
+
+    init(hooks: ForwardHooks, layer: Int, direction: ScanDirection) {
+        self.hooks = hooks
+        points = [
+            .discreteA: ObservationPoint(layer: layer, direction: direction, .discreteA),
+            .discreteB: ObservationPoint(layer: layer, direction: direction, .discreteB),
+            .hiddenState: ObservationPoint(layer: layer, direction: direction, .hiddenState),
+        ]
+    }
+
+    func process(_ quantity: ScanQuantity, sequence: Int, timeStep: Int, values: inout [Float]) {
+        hooks.processScanStep(points[quantity]!, image: sequence, timeStep: timeStep, &values)
+    }
+}
