@@ -43,7 +43,7 @@ let package = Package(
         .executableTarget(name: "qmamba", dependencies: ["QMambaCLI"]),
 
         // MARK: - Tests
-        .target(name: "TestSupport", dependencies: ["TensorModule", "Checkpoint"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["TensorModule", "Checkpoint", "CZlib"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorModuleTests", dependencies: ["TensorModule", "TestSupport"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "TestSupport"]),
         .testTarget(name: "VimTests", dependencies: ["Vim", "Checkpoint", "TestSupport"]),

@@ -27,6 +27,7 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     /// Writing an output file failed; nothing was left at the destination.
     case writeFailed(path: String, reason: String)
 
+    /// A message that names the file and what is wrong with it.
     public var description: String {
         switch self {
         case .unreadable(let path, let reason):

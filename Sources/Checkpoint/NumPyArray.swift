@@ -65,13 +65,15 @@ public struct NumPyArray: Equatable {
         }
         guard headerStart + headerLength <= data.count else { throw malformed("header runs past the end") }
         let header = String(decoding: data.subdata(in: headerStart..<(headerStart + headerLength)), as: UTF8.self)
-        guard let descr = NumPyArray.field("descr", in: header), let fortran = NumPyArray.field("fortran_order", in: header),
+        guard let descr = NumPyArray.field("descr", in: header),
+            let fortran = NumPyArray.field("fortran_order", in: header),
             let shapeText = NumPyArray.field("shape", in: header)
         else { throw malformed("header lacks descr, fortran_order or shape: \(header)") }
         let typeName = descr.trimmingCharacters(in: CharacterSet(charactersIn: "'\""))
         guard let type = ElementType(rawValue: typeName == "<u1" ? "|u1" : typeName) else {
             throw CheckpointError.malformedArray(
-                path: path, detail: "element type \(typeName) is not supported (use float32, float64, uint8, int32 or int64)")
+                path: path,
+                detail: "element type \(typeName) is not supported (use float32, float64, uint8, int32 or int64)")
         }
         guard fortran == "False" else {
             throw CheckpointError.malformedArray(path: path, detail: "Fortran-ordered arrays are not supported")
@@ -91,7 +93,10 @@ public struct NumPyArray: Equatable {
         let (byteCount, overflow) = count.multipliedReportingOverflow(by: type.size)
         guard !overflow, data.count - start == byteCount else {
             throw CheckpointError.malformedArray(
-                path: path, detail: "shape \(shape) of \(typeName) needs \(byteCount) bytes of data, the file has \(data.count - start)")
+                path: path,
+                detail:
+                    "shape \(shape) of \(typeName) needs \(byteCount) bytes of data, the file has \(data.count - start)"
+            )
         }
         self.shape = shape
         elementType = type
@@ -135,8 +140,11 @@ public struct NumPyArray: Equatable {
             let count = shape.reduce(1, *)
             return (0..<count).map { i in
                 switch elementType {
-                case .float32: return Float(bitPattern: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self).littleEndian)
-                case .float64: return Float(Double(bitPattern: raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self).littleEndian))
+                case .float32:
+                    return Float(bitPattern: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self).littleEndian)
+                case .float64:
+                    return Float(
+                        Double(bitPattern: raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self).littleEndian))
                 case .uint8: return Float(raw[i])
                 case .int32: return Float(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: Int32.self)))
                 case .int64: return Float(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: Int64.self)))

@@ -75,7 +75,7 @@ struct PickleInterpreter {
 
     private static func integer(fromLittleEndian bytes: [UInt8]) -> PickleValue {
         if bytes.isEmpty { return .int(0) }
-        if bytes.count > 8 { return .bigInt(bytes) }
+        if bytes.count > 8 { return .bigInt(decimal(fromLittleEndian: bytes)) }
         var value: UInt64 = 0
         for (i, byte) in bytes.enumerated() { value |= UInt64(byte) << (8 * UInt64(i)) }
         let bits = bytes.count * 8
@@ -131,7 +131,9 @@ struct PickleInterpreter {
         }
         let shape = try ints(sizeItems)
         let strides = try ints(strideItems)
-        guard shape.count == strides.count else { throw failure("tensor has \(shape.count) sizes but \(strides.count) strides") }
+        guard shape.count == strides.count else {
+            throw failure("tensor has \(shape.count) sizes but \(strides.count) strides")
+        }
         return .tensor(TensorReference(storage: storage, offset: offset, shape: shape, strides: strides))
     }
 
@@ -200,8 +202,11 @@ struct PickleInterpreter {
             case 0x4C:  // LONG (text)
                 var line = try readLine()
                 if line.hasSuffix("L") { line.removeLast() }
-                guard let v = Int(line) else { throw failure("LONG literal out of range") }
-                stack.append(.int(v))
+                guard let first = line.first, first == "-" || first.isNumber, line.dropFirst().allSatisfy(\.isNumber)
+                else {
+                    throw failure("bad LONG literal")
+                }
+                stack.append(Int(line).map { .int($0) } ?? .bigInt(line))
             case 0x47:  // BINFLOAT, big-endian
                 guard let bits = reader.read(UInt64.self) else { throw failure("truncated BINFLOAT") }
                 stack.append(.float(Double(bitPattern: UInt64(bigEndian: bits))))
@@ -311,7 +316,9 @@ struct PickleInterpreter {
                 stack.append(.object(PickleObject(className: Self.name(of: type), arguments: arguments)))
             case 0x92:  // NEWOBJ_EX
                 _ = try pop()
-                guard case .tuple(let arguments) = try pop() else { throw failure("NEWOBJ_EX arguments are not a tuple") }
+                guard case .tuple(let arguments) = try pop() else {
+                    throw failure("NEWOBJ_EX arguments are not a tuple")
+                }
                 let type = try pop()
                 stack.append(.object(PickleObject(className: Self.name(of: type), arguments: arguments)))
             case 0x62:  // BUILD
@@ -335,4 +342,30 @@ struct PickleInterpreter {
         if case .global(let module, let name) = type { return "\(module).\(name)" }
         return type.kind
     }
+}
+
+/// The decimal text of a little-endian two's-complement integer of any width.
+private func decimal(fromLittleEndian bytes: [UInt8]) -> String {
+    let negative = (bytes.last ?? 0) & 0x80 != 0
+    var magnitude = bytes
+    if negative {
+        var carry = 1
+        for i in magnitude.indices {
+            let v = Int(~magnitude[i]) + carry
+            magnitude[i] = UInt8(v & 0xFF)
+            carry = v >> 8
+        }
+    }
+    var digits: [Character] = []
+    var bigEndian = Array(magnitude.reversed())
+    while bigEndian.contains(where: { $0 != 0 }) {
+        var remainder = 0
+        for i in bigEndian.indices {
+            let v = remainder << 8 | Int(bigEndian[i])
+            bigEndian[i] = UInt8(v / 10)
+            remainder = v % 10
+        }
+        digits.append(Character(String(remainder)))
+    }
+    return (negative ? "-" : "") + (digits.isEmpty ? "0" : String(digits.reversed()))
 }

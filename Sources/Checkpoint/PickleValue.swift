@@ -6,8 +6,8 @@ public indirect enum PickleValue: CustomStringConvertible {
     case none
     case bool(Bool)
     case int(Int)
-    /// An integer too wide for `Int`, kept as little-endian two's-complement bytes.
-    case bigInt([UInt8])
+    /// An integer too wide for `Int`, kept as text (decimal, or `0x` two's-complement hex from binary forms).
+    case bigInt(String)
     case float(Double)
     case string(String)
     case bytes([UInt8])
@@ -42,6 +42,7 @@ public indirect enum PickleValue: CustomStringConvertible {
         }
     }
 
+    /// A Python-like rendering of simple values; other values by kind.
     public var description: String {
         switch self {
         case .none: return "None"

@@ -4,7 +4,9 @@ import TensorModule
 /// A safetensors file: an 8-byte little-endian header length, a JSON header naming each tensor's
 /// dtype, shape and byte range, then the raw data.
 public struct SafetensorsFile: TensorSource {
+    /// The path the file was opened from.
     public let path: String
+    /// Tensor names in file order.
     public let tensorNames: [String]
     /// The free-form `__metadata__` strings of the header.
     public let metadata: [String: String]
@@ -33,7 +35,8 @@ public struct SafetensorsFile: TensorSource {
         let length = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         guard length <= UInt64(data.count - 8) else { throw malformed("header length \(length) exceeds the file") }
         dataStart = 8 + Int(length)
-        guard let header = try? JSONSerialization.jsonObject(with: data.subdata(in: 8..<dataStart)) as? [String: Any] else {
+        guard let header = try? JSONSerialization.jsonObject(with: data.subdata(in: 8..<dataStart)) as? [String: Any]
+        else {
             throw malformed("the header is not a JSON object")
         }
         var entries: [String: (StorageElementType, [Int], Range<Int>)] = [:]
@@ -58,8 +61,10 @@ public struct SafetensorsFile: TensorSource {
         tensorNames = entries.keys.sorted { entries[$0]!.2.lowerBound < entries[$1]!.2.lowerBound }
     }
 
+    /// The shape of a tensor, or nil if there is no tensor of that name.
     public func shape(of name: String) -> [Int]? { entries[name]?.shape }
 
+    /// Reads a tensor, converted to float32.
     public func tensor(named name: String) throws -> Tensor {
         guard let entry = entries[name] else { throw CheckpointError.missingTensor(path: path, key: name) }
         guard [.float32, .float16, .bfloat16, .float64].contains(entry.type) else {
@@ -67,7 +72,8 @@ public struct SafetensorsFile: TensorSource {
         }
         let count = entry.shape.reduce(1, *)
         let scalars = data.withUnsafeBytes { raw in
-            let slice = UnsafeRawBufferPointer(rebasing: raw[(dataStart + entry.range.lowerBound)..<(dataStart + entry.range.upperBound)])
+            let slice = UnsafeRawBufferPointer(
+                rebasing: raw[(dataStart + entry.range.lowerBound)..<(dataStart + entry.range.upperBound)])
             return (0..<count).map { ElementConversion.element(slice, $0, entry.type)! }
         }
         return Tensor(shape: entry.shape, scalars: scalars)
@@ -81,7 +87,9 @@ public struct SafetensorsFile: TensorSource {
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
         for (name, tensor) in tensors {
-            header[name] = ["dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + tensor.count * 4]]
+            header[name] = [
+                "dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + tensor.count * 4],
+            ]
             offset += tensor.count * 4
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])

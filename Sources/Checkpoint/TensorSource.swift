@@ -54,10 +54,14 @@ enum ElementConversion {
         _ raw: UnsafeRawBufferPointer, _ index: Int, _ type: StorageElementType
     ) -> Float? {
         switch type {
-        case .float32: return Float(bitPattern: raw.loadUnaligned(fromByteOffset: index * 4, as: UInt32.self).littleEndian)
-        case .float64: return Float(Double(bitPattern: raw.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self).littleEndian))
-        case .float16: return float32(fromHalf: raw.loadUnaligned(fromByteOffset: index * 2, as: UInt16.self).littleEndian)
-        case .bfloat16: return float32(fromBFloat16: raw.loadUnaligned(fromByteOffset: index * 2, as: UInt16.self).littleEndian)
+        case .float32:
+            return Float(bitPattern: raw.loadUnaligned(fromByteOffset: index * 4, as: UInt32.self).littleEndian)
+        case .float64:
+            return Float(Double(bitPattern: raw.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self).littleEndian))
+        case .float16:
+            return float32(fromHalf: raw.loadUnaligned(fromByteOffset: index * 2, as: UInt16.self).littleEndian)
+        case .bfloat16:
+            return float32(fromBFloat16: raw.loadUnaligned(fromByteOffset: index * 2, as: UInt16.self).littleEndian)
         default: return nil
         }
     }

@@ -6,6 +6,7 @@ import TensorModule
 /// The weights are taken from the top-level `model` entry, else `model_ema`, else the top-level
 /// dictionary itself (a bare state dict). Tensors are materialised on demand.
 public struct TorchCheckpoint: TensorSource {
+    /// The path the file was opened from.
     public let path: String
     /// Keys of the top-level dictionary (e.g. `model`, `epoch`, `args`); empty for a bare state dict.
     public let topLevelKeys: [String]
@@ -13,6 +14,7 @@ public struct TorchCheckpoint: TensorSource {
     public let stateDictLocation: String
     /// Class names of objects that were kept inert rather than rebuilt (e.g. `argparse.Namespace`).
     public let inertClasses: [String]
+    /// Tensor names in file order.
     public let tensorNames: [String]
     private let tensors: [String: TensorReference]
     private let archive: ZipArchive
@@ -78,8 +80,10 @@ public struct TorchCheckpoint: TensorSource {
         self.tensors = tensors
     }
 
+    /// The shape of a tensor, or nil if there is no tensor of that name.
     public func shape(of name: String) -> [Int]? { tensors[name]?.shape }
 
+    /// Reads a tensor, converted to float32.
     public func tensor(named name: String) throws -> Tensor {
         guard let reference = tensors[name] else { throw CheckpointError.missingTensor(path: path, key: name) }
         func invalid(_ detail: String) -> CheckpointError {
@@ -116,7 +120,9 @@ public struct TorchCheckpoint: TensorSource {
         bytes.withUnsafeBytes { raw in
             if type == .float32 && reference.strides == Self.contiguousStrides(reference.shape) {
                 scalars.withUnsafeMutableBytes { out in
-                    out.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[(reference.offset * 4)..<((reference.offset + count) * 4)]))
+                    out.copyMemory(
+                        from: UnsafeRawBufferPointer(
+                            rebasing: raw[(reference.offset * 4)..<((reference.offset + count) * 4)]))
                 }
                 return
             }

@@ -85,7 +85,8 @@ public struct ZipArchive {
                 contents = try ZipArchive.inflate(payload, size: entry.size, entry: entry.name, path: path)
             default:
                 throw CheckpointError.corruptArchive(
-                    path: path, detail: "entry '\(entry.name)' uses compression method \(entry.method); "
+                    path: path,
+                    detail: "entry '\(entry.name)' uses compression method \(entry.method); "
                         + "only stored (0) and deflated (8) are supported")
             }
             let crc = contents.withUnsafeBytes { buffer -> UInt32 in

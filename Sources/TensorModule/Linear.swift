@@ -12,6 +12,10 @@ public enum Linear {
     ///
     /// `input` may have any leading dimensions; they are flattened into M. The result keeps them and
     /// replaces the last extent by N.
+    ///
+    /// BLAS picks its blocking from M, so the rounding of a row can depend on how many rows share the
+    /// call. The product is therefore computed one outermost slice (one image) at a time: an image's
+    /// result is the same whatever batch or MPI shard it is computed in.
     public static func apply(_ input: Tensor, weight: Tensor, bias: [Float]? = nil) -> Tensor {
         precondition(weight.rank == 2, "weight must be [out, in], got \(weight.shape)")
         let k = weight.shape[1]
@@ -21,36 +25,27 @@ public enum Linear {
         var out = [Float](repeating: 0, count: m * n)
         if let bias {
             precondition(bias.count == n)
-            for row in 0..<m { out.withUnsafeMutableBufferPointer { p in
-                for j in 0..<n { p[row * n + j] = bias[j] }
-            } }
+            for row in 0..<m {
+                out.withUnsafeMutableBufferPointer { p in
+                    for j in 0..<n { p[row * n + j] = bias[j] }
+                }
+            }
         }
-        if m > 0 && n > 0 && k > 0 {
-            cblas_sgemm(
-                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
-                input.scalars, Int32(k), weight.scalars, Int32(k), bias == nil ? 0 : 1, &out, Int32(n))
-        }
-        return Tensor(shape: Array(input.shape.dropLast()) + [n], scalars: out)
-    }
-
-    /// Multiplies a strided sub-matrix: columns `columns` of every row of `input` [M, W] by `weight` [N, K]
-    /// where K = `columns.count`. Used to apply `dt_proj` to the first R columns of `x_proj`'s output
-    /// without copying them out.
-    public static func apply(
-        _ input: Tensor, columns: Range<Int>, weight: Tensor
-    ) -> Tensor {
-        precondition(weight.rank == 2 && weight.shape[1] == columns.count)
-        let width = input.shape.last ?? 0
-        precondition(columns.upperBound <= width)
-        let m = input.count / max(width, 1)
-        let n = weight.shape[0]
-        let k = columns.count
-        var out = [Float](repeating: 0, count: m * n)
-        input.scalars.withUnsafeBufferPointer { src in
-            guard let base = src.baseAddress, m > 0, n > 0, k > 0 else { return }
-            cblas_sgemm(
-                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
-                base + columns.lowerBound, Int32(width), weight.scalars, Int32(k), 0, &out, Int32(n))
+        let slices = input.rank > 1 ? input.shape[0] : 1
+        let rowsPerSlice = m / max(slices, 1)
+        if rowsPerSlice > 0 && n > 0 && k > 0 {
+            input.scalars.withUnsafeBufferPointer { x in
+                weight.scalars.withUnsafeBufferPointer { w in
+                    out.withUnsafeMutableBufferPointer { y in
+                        for slice in 0..<slices {
+                            cblas_sgemm(
+                                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rowsPerSlice), Int32(n), Int32(k), 1,
+                                x.baseAddress! + slice * rowsPerSlice * k, Int32(k), w.baseAddress, Int32(k),
+                                bias == nil ? 0 : 1, y.baseAddress! + slice * rowsPerSlice * n, Int32(n))
+                        }
+                    }
+                }
+            }
         }
         return Tensor(shape: Array(input.shape.dropLast()) + [n], scalars: out)
     }

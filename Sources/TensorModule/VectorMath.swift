@@ -10,13 +10,13 @@ typealias Lanes = SIMD8<Float>
 }
 
 /// e^x for eight lanes, accurate to about 1 ulp over the float range (inputs below −87.3 give 0-ish
-/// denormal-free results, above 88.7 give +inf as expf does).
+/// denormal-free results, above ln(Float.greatestFiniteMagnitude) give +inf as expf does).
 ///
 /// Cody–Waite reduction x = k·ln2 + r with |r| ≤ ln2/2, a degree-6 polynomial for e^r, and 2^k built
 /// in the exponent bits. Written with `addingProduct` because Swift never fuses `a*b+c`.
 @inline(__always) func exponential(_ input: Lanes) -> Lanes {
     var x = input.replacing(with: -87.33654, where: input .< -87.33654)
-    x = x.replacing(with: 88.72283, where: x .> 88.72283)
+    x = x.replacing(with: 89, where: x .> 89)
     // Adding 1.5·2^23 rounds x·log2(e) to the nearest integer in the low mantissa bits.
     let shifter = Lanes(repeating: 12_582_912.0)
     let shifted = shifter.addingProduct(x, 1.442_695_04)

@@ -118,6 +118,7 @@ public struct ObservationPoint: Hashable, Sendable, CustomStringConvertible {
         self.init(layer: layer, direction: direction, site)
     }
 
+    /// The stable text form, e.g. `layers.3.fwd.h`.
     public var description: String {
         guard let layer else { return site.rawValue }
         guard let direction else { return "layers.\(layer).\(site.rawValue)" }
@@ -141,6 +142,8 @@ public protocol ForwardHooks: AnyObject {
 }
 
 extension ForwardHooks {
+    /// By default no scan internals are needed, and the fast scan runs.
     public func needsScanInternals(layer: Int, direction: ScanDirection) -> Bool { false }
+    /// By default scan internals pass through unchanged.
     public func processScanStep(_ point: ObservationPoint, image: Int, timeStep: Int, _ values: inout [Float]) {}
 }

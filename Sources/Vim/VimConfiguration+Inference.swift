@@ -45,7 +45,8 @@ extension VimConfiguration {
         let dtProj = try shape("layers.0.mixer.dt_proj.weight")
         let conv = try shape("layers.0.mixer.conv1d.weight")
         guard aLog.count == 2, dtProj.count == 2, conv.count == 3, aLog[0] % d == 0 else {
-            throw unsupported("layer 0's A_log \(aLog), dt_proj.weight \(dtProj) or conv1d.weight \(conv) are not Vim shapes")
+            throw unsupported(
+                "layer 0's A_log \(aLog), dt_proj.weight \(dtProj) or conv1d.weight \(conv) are not Vim shapes")
         }
         var configuration = VimConfiguration(
             imageSize: (grid - 1) * patchSize + patchSize, patchSize: patchSize, stride: patchSize,

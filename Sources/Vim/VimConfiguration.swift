@@ -76,6 +76,7 @@ public struct VimConfiguration: Codable, Equatable, Sendable {
         self.normEpsilon = normEpsilon
     }
 
+    /// Decodes a configuration; absent settings take the official defaults, and unsupported architecture switches are refused.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         imageSize = try c.decodeIfPresent(Int.self, forKey: .imageSize) ?? 224
@@ -95,7 +96,8 @@ public struct VimConfiguration: Codable, Equatable, Sendable {
             if let value = try c.decodeIfPresent(Bool.self, forKey: key), value != expected {
                 throw DecodingError.dataCorruptedError(
                     forKey: key, in: c,
-                    debugDescription: "\(key.rawValue) = \(value) is not supported (the released Vim models use \(expected))")
+                    debugDescription:
+                        "\(key.rawValue) = \(value) is not supported (the released Vim models use \(expected))")
             }
         }
         try require(.rmsNorm, true)
@@ -111,6 +113,7 @@ public struct VimConfiguration: Codable, Equatable, Sendable {
         }
     }
 
+    /// Encodes with the official constructor argument names.
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(imageSize, forKey: .imageSize)
@@ -152,6 +155,8 @@ public struct VimConfiguration: Codable, Equatable, Sendable {
         guard imageSize > 0, patchSize > 0, stride > 0, imageSize >= patchSize, embedDimension > 0, depth > 0,
             stateSize > 0, classCount > 0, channels > 0, expand > 0, convolutionWidth > 0, stepRank > 0,
             normEpsilon > 0
-        else { throw VimError.invalidConfiguration("every size must be positive and the image at least one patch: \(self)") }
+        else {
+            throw VimError.invalidConfiguration("every size must be positive and the image at least one patch: \(self)")
+        }
     }
 }

@@ -17,6 +17,7 @@ public enum VimError: Error, CustomStringConvertible, Equatable {
     /// An input array does not fit the model.
     case invalidInput(String)
 
+    /// A message that names the file or setting and what is wrong.
     public var description: String {
         switch self {
         case .invalidConfiguration(let detail):

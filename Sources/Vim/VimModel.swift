@@ -50,7 +50,8 @@ public struct VimModel: Sendable {
             hidden = mix(normed, layer: layer, index: index, hooks: hooks)
             hooks?.process(ObservationPoint(layer: index, .mixerOutput), &hidden)
         }
-        let final = RMSNorm.apply((residual ?? hidden) + hidden, weight: weights.finalNormWeight, epsilon: c.normEpsilon)
+        let final = RMSNorm.apply(
+            (residual ?? hidden) + hidden, weight: weights.finalNormWeight, epsilon: c.normEpsilon)
         let batch = images.shape[0]
         let (length, d) = (c.tokenCount, c.embedDimension)
         var features = Tensor(shape: [batch, d])

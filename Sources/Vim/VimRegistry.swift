@@ -19,13 +19,15 @@ public enum VimRegistry {
             alias: "vim-t", configuration: VimConfiguration(embedDimension: 192), publishedTop1: 76.1),
         Entry(
             name: "vim_tiny_patch16_stride8_224_bimambav2_final_pool_mean_abs_pos_embed_with_midclstok_div2",
-            alias: "vim-t-stride8", configuration: VimConfiguration(stride: 8, embedDimension: 192), publishedTop1: 78.3),
+            alias: "vim-t-stride8", configuration: VimConfiguration(stride: 8, embedDimension: 192), publishedTop1: 78.3
+        ),
         Entry(
             name: "vim_small_patch16_224_bimambav2_final_pool_mean_abs_pos_embed_with_midclstok_div2",
             alias: "vim-s", configuration: VimConfiguration(embedDimension: 384), publishedTop1: 80.5),
         Entry(
             name: "vim_small_patch16_stride8_224_bimambav2_final_pool_mean_abs_pos_embed_with_midclstok_div2",
-            alias: "vim-s-stride8", configuration: VimConfiguration(stride: 8, embedDimension: 384), publishedTop1: 81.6),
+            alias: "vim-s-stride8", configuration: VimConfiguration(stride: 8, embedDimension: 384), publishedTop1: 81.6
+        ),
         Entry(
             name: "vim_base_patch16_224_bimambav2_final_pool_mean_abs_pos_embed_with_middle_cls_token_div2",
             alias: "vim-b", configuration: VimConfiguration(embedDimension: 768), publishedTop1: 81.9),

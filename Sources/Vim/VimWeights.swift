@@ -55,12 +55,14 @@ public struct VimWeights: Sendable {
 
     /// The number of scalar parameters.
     public var parameterCount: Int {
-        var total = patchEmbeddingWeight.count + patchEmbeddingBias.count + classToken.count + positionEmbedding.count
+        var total =
+            patchEmbeddingWeight.count + patchEmbeddingBias.count + classToken.count + positionEmbedding.count
             + finalNormWeight.count + headWeight.count + headBias.count
         for layer in layers {
             total += layer.normWeight.count + layer.inProjection.count + layer.outProjection.count
             for direction in [layer.forward, layer.backward] {
-                total += direction.convolutionWeight.count + direction.convolutionBias.count
+                total +=
+                    direction.convolutionWeight.count + direction.convolutionBias.count
                     + direction.inputProjection.count + direction.stepProjection.count + direction.stepBias.count
                     + direction.stateMatrix.count + direction.skip.count
             }
@@ -84,14 +86,17 @@ public struct VimWeights: Sendable {
             let p = "layers.\(i)."
             func direction(_ suffix: String, stateKey: String) throws -> VimDirectionWeights {
                 VimDirectionWeights(
-                    convolutionWeight: try reader.tensor(p + "mixer.conv1d\(suffix).weight", [e, 1, c.convolutionWidth])
-                        .reshaped([e, c.convolutionWidth]),
+                    convolutionWeight: try reader.tensor(
+                        p + "mixer.conv1d\(suffix).weight", [e, 1, c.convolutionWidth]
+                    )
+                    .reshaped([e, c.convolutionWidth]),
                     convolutionBias: try reader.vector(p + "mixer.conv1d\(suffix).bias", e),
                     inputProjection: try reader.tensor(p + "mixer.x_proj\(suffix).weight", [r + 2 * n, e]),
                     stepProjection: try reader.tensor(p + "mixer.dt_proj\(suffix).weight", [e, r]),
                     stepBias: try reader.vector(p + "mixer.dt_proj\(suffix).bias", e),
                     stateMatrix: Tensor(
-                        shape: [e, n], scalars: try reader.tensor(p + "mixer.\(stateKey)", [e, n]).scalars.map { -Float.exp($0) }),
+                        shape: [e, n],
+                        scalars: try reader.tensor(p + "mixer.\(stateKey)", [e, n]).scalars.map { -Float.exp($0) }),
                     skip: try reader.vector(p + "mixer.D\(suffix)", e))
             }
             return VimLayerWeights(
@@ -117,7 +122,9 @@ private struct StrictReader {
         guard let found = source.shape(of: key) else {
             throw VimError.missingTensor(path: source.path, key: key, expectedShape: shape)
         }
-        guard found == shape else { throw VimError.shapeMismatch(path: source.path, key: key, expected: shape, found: found) }
+        guard found == shape else {
+            throw VimError.shapeMismatch(path: source.path, key: key, expected: shape, found: found)
+        }
         used.insert(key)
         return try source.tensor(named: key)
     }

@@ -1,1 +1,4 @@
-print("x")
+import Foundation
+import QMambaCLI
+
+exit(QMambaCLI.main(Array(CommandLine.arguments.dropFirst())))

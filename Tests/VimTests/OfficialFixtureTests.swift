@@ -57,10 +57,12 @@ func referenceSets() -> [ReferenceSet] {
         ReferenceSet(directory: Fixtures.bundled("vim-official-init"), model: "vim_micro", deepLayer: 3),
     ]
     if let tiny = Fixtures.shared("vim-official/vim_tiny.pth") {
-        sets.append(ReferenceSet(directory: (tiny as NSString).deletingLastPathComponent, model: "vim_tiny", deepLayer: 11))
+        sets.append(
+            ReferenceSet(directory: (tiny as NSString).deletingLastPathComponent, model: "vim_tiny", deepLayer: 11))
     }
     if let tiny = Fixtures.shared("vim-official-init/vim_tiny.pth") {
-        sets.append(ReferenceSet(directory: (tiny as NSString).deletingLastPathComponent, model: "vim_tiny", deepLayer: 11))
+        sets.append(
+            ReferenceSet(directory: (tiny as NSString).deletingLastPathComponent, model: "vim_tiny", deepLayer: 11))
     }
     return sets
 }
@@ -72,7 +74,9 @@ struct OfficialFixtureTests {
         let source = try CheckpointFile.open(set.path("").dropLast() + ".pth")
         let model = try VimModel(loading: source)
         let layers = [0, set.deepLayer]
-        var points = [ObservationPoint(.embedding), ObservationPoint(.headInput), ObservationPoint(layer: 0, .inProjectionInput)]
+        var points = [
+            ObservationPoint(.embedding), ObservationPoint(.headInput), ObservationPoint(layer: 0, .inProjectionInput),
+        ]
         for layer in layers {
             points += [ObservationPoint(layer: layer, .mixerOutput), ObservationPoint(layer: layer, .residual)]
         }
@@ -99,7 +103,8 @@ struct OfficialFixtureTests {
         }
         if set.exists("layer0_mixer_in.npy") {
             expectClose(
-                r[ObservationPoint(layer: 0, .inProjectionInput)], try set.array("layer0_mixer_in.npy"), tolerance: 5e-6,
+                r[ObservationPoint(layer: 0, .inProjectionInput)], try set.array("layer0_mixer_in.npy"),
+                tolerance: 5e-6,
                 "layer 0 mixer input")
         }
         for layer in layers {

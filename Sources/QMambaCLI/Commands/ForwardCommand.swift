@@ -1,0 +1,73 @@
+import Checkpoint
+import Foundation
+import TensorModule
+import Vim
+
+/// `qmamba forward`: logits of an array of images.
+enum ForwardCommand: Command {
+    static let name = "forward"
+    static let abstract = "Compute the logits of an N x C x H x W float32 .npy array of normalised images"
+    static let discussion = """
+        Under mpirun the images are split into contiguous shards, one per rank; rank 0 gathers the logits and
+        writes them (N x classes, float32 .npy) atomically.
+        """
+    static let options =
+        ModelOptions.specs + [
+            .value(
+                "input", "FILE", "input images, float32 .npy of shape N x C x H x W (already normalised)",
+                required: true),
+            .value("output", "FILE", "where to write the logits (.npy)", required: true),
+            .value("batch-size", "N", "images per forward pass on each rank", default: "8"),
+        ]
+    static let usesCluster = true
+
+    static func run(_ arguments: ParsedArguments, context: CommandContext) throws {
+        let cluster = context.cluster!
+        let inputPath = try arguments.required("input")
+        let outputPath = try arguments.required("output")
+        let batchSize = try arguments.integer("batch-size")!
+        try OutputPath.check(outputPath, inputs: [inputPath, try arguments.required("checkpoint")])
+        let (_, model) = try ModelOptions.load(arguments)
+        let images = try NumPyArray(contentsOf: inputPath).tensor
+        let c = model.configuration
+        guard images.rank == 4, images.shape[1] == c.channels, images.shape[2] == c.imageSize,
+            images.shape[3] == c.imageSize
+        else {
+            throw VimError.invalidInput(
+                "\(inputPath) has shape \(images.shape); this model needs N x \(c.channels) x \(c.imageSize) x \(c.imageSize)"
+            )
+        }
+        let count = images.shape[0]
+        let shard = (count * cluster.rank / cluster.size)..<(count * (cluster.rank + 1) / cluster.size)
+        var logits: [Float] = []
+        var start = shard.lowerBound
+        while start < shard.upperBound {
+            let end = min(start + batchSize, shard.upperBound)
+            logits += try model(images.slice(outer: start..<end)).scalars
+            start = end
+        }
+        guard let all = cluster.gather(logits) else { return }
+        try NumPyArray(Tensor(shape: [count, c.classCount], scalars: all)).write(to: outputPath)
+        context.console.line(
+            "wrote \(outputPath): logits of \(count) images (\(cluster.size) rank\(cluster.size == 1 ? "" : "s"))")
+    }
+}
+
+/// Checks on an output path made before any work is done.
+enum OutputPath {
+    /// Refuses an output that is one of the inputs or lies in a directory that cannot be written.
+    static func check(_ output: String, inputs: [String]) throws {
+        let resolved = URL(fileURLWithPath: output).resolvingSymlinksInPath().path
+        for input in inputs where URL(fileURLWithPath: input).resolvingSymlinksInPath().path == resolved {
+            throw CommandFailure("refusing to write the output over the input \(input)")
+        }
+        let directory = URL(fileURLWithPath: resolved).deletingLastPathComponent().path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CommandFailure("\(output): the directory \(directory) does not exist")
+        }
+        guard access(directory, W_OK) == 0 else {
+            throw CommandFailure("\(output): the directory \(directory) is not writable")
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import Checkpoint
+import Cluster
+import Foundation
+import TensorModule
+import Vim
+
+/// The `qmamba` command line: parses arguments, runs a command and maps failures to exit codes.
+public enum QMambaCLI {
+    /// The tool's version.
+    public static let version = "0.1.0"
+
+    /// Every command, in the order help lists them.
+    static let commands: [Command.Type] = [ModelsCommand.self, InspectCommand.self, ForwardCommand.self]
+
+    /// Exit code of a usage error (BSD `EX_USAGE`).
+    public static let usageExitCode: Int32 = 64
+
+    /// Runs the tool with `arguments` (without the program name) and returns the process exit code.
+    public static func main(_ arguments: [String]) -> Int32 {
+        guard let first = arguments.first, first != "--help", first != "-h" else {
+            print(Help.overview(commands))
+            return arguments.isEmpty ? usageExitCode : 0
+        }
+        if first == "--version" {
+            print("qmamba \(version)")
+            return 0
+        }
+        if first == "help" {
+            guard let name = arguments.dropFirst().first else {
+                print(Help.overview(commands))
+                return 0
+            }
+            guard let command = commands.first(where: { $0.name == name }) else {
+                return usageFailure(CommandLineError.unknownCommand(name, known: commands.map { $0.name }))
+            }
+            print(Help.text(for: command))
+            return 0
+        }
+        guard let command = commands.first(where: { $0.name == first }) else {
+            return usageFailure(CommandLineError.unknownCommand(first, known: commands.map { $0.name }))
+        }
+        let rest = Array(arguments.dropFirst())
+        if rest.contains("--help") || rest.contains("-h") {
+            print(Help.text(for: command))
+            return 0
+        }
+        let parsed: ParsedArguments
+        do {
+            parsed = try ParsedArguments(command: command.name, arguments: rest, specs: command.options)
+        } catch {
+            return usageFailure(error)
+        }
+        Linear.useSingleThreadedBLAS()
+        let cluster = command.usesCluster ? Communicator() : nil
+        let context = CommandContext(cluster: cluster, console: Console(enabled: cluster?.isRoot ?? true))
+        do {
+            try command.run(parsed, context: context)
+        } catch let error as CommandLineError {
+            if let cluster, cluster.size > 1 { cluster.abort("error: \(error)", code: usageExitCode) }
+            return usageFailure(error)
+        } catch {
+            if let cluster { cluster.abort("error: \(error)") }
+            FileHandle.standardError.write("qmamba: error: \(error)\n".data(using: .utf8)!)
+            return 1
+        }
+        cluster?.finalize()
+        return 0
+    }
+
+    private static func usageFailure(_ error: Error) -> Int32 {
+        FileHandle.standardError.write("qmamba: \(error)\n".data(using: .utf8)!)
+        return usageExitCode
+    }
+}
+
+/// Help text generated from the command declarations.
+enum Help {
+    static func overview(_ commands: [Command.Type]) -> String {
+        var lines = [
+            "qmamba \(QMambaCLI.version): post-training quantization of Vision Mamba (QMamba: LtSQ + TGQ) over MPI",
+            "",
+            "USAGE: qmamba <command> [options]     (under MPI: mpirun -np K qmamba <command> ...)",
+            "",
+            "COMMANDS:",
+        ]
+        let width = commands.map { $0.name.count }.max() ?? 0
+        for command in commands {
+            lines.append(
+                "  " + command.name.padding(toLength: width + 2, withPad: " ", startingAt: 0) + command.abstract)
+        }
+        lines += ["", "Run 'qmamba help <command>' for a command's options."]
+        return lines.joined(separator: "\n")
+    }
+
+    static func text(for command: Command.Type) -> String {
+        var lines = ["qmamba \(command.name): \(command.abstract)", ""]
+        if !command.discussion.isEmpty { lines += [command.discussion, ""] }
+        lines.append("OPTIONS:")
+        let labels = command.options.map { spec in "--\(spec.name)" + (spec.valueName.map { " \($0)" } ?? "") }
+        let width = labels.map(\.count).max() ?? 0
+        for (spec, label) in zip(command.options, labels) {
+            var help = spec.help
+            if spec.isRequired { help += " (required)" }
+            if let value = spec.defaultValue { help += " (default: \(value))" }
+            lines.append("  " + label.padding(toLength: width + 2, withPad: " ", startingAt: 0) + help)
+        }
+        return lines.joined(separator: "\n")
+    }
+}

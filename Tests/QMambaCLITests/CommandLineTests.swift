@@ -1,0 +1,138 @@
+import Checkpoint
+import Foundation
+import TestSupport
+import Testing
+
+let microCheckpoint = Fixtures.bundled("vim-official/vim_micro.pth")
+let microInput = Fixtures.bundled("vim-official/vim_micro_input.npy")
+
+@Suite("The qmamba binary")
+struct CommandLineTests {
+    @Test("help lists every command; a command's help lists its options")
+    func help() throws {
+        let overview = try QMambaExecutable.run(["--help"])
+        #expect(overview.status == 0)
+        for command in ["models", "inspect", "forward"] { #expect(overview.output.contains("  \(command) ")) }
+        let forward = try QMambaExecutable.run(["help", "forward"])
+        #expect(forward.status == 0)
+        #expect(forward.output.contains("--checkpoint FILE") && forward.output.contains("(default: 8)"))
+    }
+
+    @Test(
+        "usage errors name the offending argument and exit with 64",
+        arguments: [
+            (["frobnicate"], "unknown command 'frobnicate'"),
+            (["inspect", "--checkpoint", "x", "--colour", "red"], "'inspect' has no option '--colour'"),
+            (["inspect"], "'inspect' needs '--checkpoint'"),
+            (["forward", "--checkpoint", "a", "--input", "b", "--output"], "'--output' needs a value"),
+            (
+                ["forward", "--checkpoint", "a", "--input", "b", "--output", "c", "--batch-size", "0"],
+                "invalid value '0' for '--batch-size'"
+            ),
+            (["inspect", "stray"], "no positional argument 'stray'"),
+        ])
+    func usageErrors(_ sample: ([String], String)) throws {
+        let result = try QMambaExecutable.run(sample.0)
+        #expect(result.status == 64)
+        #expect(result.error.contains(sample.1), "stderr: \(result.error)")
+    }
+
+    @Test("inspect describes the micro fixture")
+    func inspect() throws {
+        let result = try QMambaExecutable.run(["inspect", "--checkpoint", microCheckpoint])
+        #expect(result.status == 0, "\(result.error)")
+        #expect(result.output.contains("img_size 32, patch_size 4, stride 4, embed_dim 48, depth 4"))
+        #expect(result.output.contains("parameters: 108,394 in 75 tensors"))
+        #expect(result.output.contains("kept inert (not executed): argparse.Namespace"))
+    }
+
+    @Test("forward writes the official logits")
+    func forward() throws {
+        let output = Fixtures.temporaryDirectory() + "/logits.npy"
+        let result = try QMambaExecutable.run([
+            "forward", "--checkpoint", microCheckpoint, "--input", microInput, "--output", output,
+        ])
+        #expect(result.status == 0, "\(result.error)")
+        let logits = try NumPyArray(contentsOf: output).tensor
+        let reference = try NumPyArray(contentsOf: Fixtures.bundled("vim-official/vim_micro_logits.npy")).tensor
+        #expect(logits.shape == reference.shape)
+        #expect(difference(logits.scalars, reference.scalars).maximumAbsolute < 1e-4)
+    }
+
+    @Test("forward under mpirun gives byte-identical logits for 1, 2 and 3 ranks")
+    func forwardUnderMPI() throws {
+        let directory = Fixtures.temporaryDirectory()
+        var files: [Data] = []
+        for ranks in 1...3 {
+            let output = "\(directory)/logits-\(ranks).npy"
+            guard
+                let result = try QMambaExecutable.runMPI(
+                    ranks: ranks,
+                    [
+                        "forward", "--checkpoint", microCheckpoint, "--input", microInput, "--output", output,
+                        "--batch-size", "3",
+                    ])
+            else { return }
+            #expect(result.status == 0, "\(ranks) ranks: \(result.error)")
+            #expect(result.output.contains("(\(ranks) rank"))
+            files.append(try Data(contentsOf: URL(fileURLWithPath: output)))
+        }
+        #expect(files.count == 3 && files.allSatisfy { $0 == files[0] })
+    }
+
+    @Test(
+        "a bad checkpoint fails with exit 1, names the file, and leaves no output",
+        arguments: ["truncated", "not-a-zip", "wrong-shape"])
+    func badCheckpoint(_ kind: String) throws {
+        let directory = Fixtures.temporaryDirectory()
+        let bad = "\(directory)/\(kind).pth"
+        let original = try Data(contentsOf: URL(fileURLWithPath: microCheckpoint))
+        switch kind {
+        case "truncated": try original.prefix(100_000).write(to: URL(fileURLWithPath: bad))
+        case "not-a-zip": try Data(repeating: 0x41, count: 4096).write(to: URL(fileURLWithPath: bad))
+        default:
+            let source = try CheckpointFile.open(microCheckpoint)
+            var tensors = try source.tensorNames.map { (name: $0, tensor: try source.tensor(named: $0)) }
+            let i = tensors.firstIndex { $0.name == "layers.0.mixer.out_proj.weight" }!
+            tensors[i].tensor = tensors[i].tensor.transposingLastTwo()
+            try SafetensorsFile.write(tensors, to: bad)
+        }
+        let output = "\(directory)/logits.npy"
+        let result = try QMambaExecutable.run([
+            "forward", "--checkpoint", bad, "--input", microInput, "--output", output,
+        ])
+        #expect(result.status == 1)
+        #expect(result.error.contains(bad), "stderr: \(result.error)")
+        if kind == "wrong-shape" {
+            #expect(result.error.contains("'layers.0.mixer.out_proj.weight' has shape [96, 48], expected [48, 96]"))
+        }
+        #expect(!FileManager.default.fileExists(atPath: output))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).count == 1)
+    }
+
+    @Test("a failure on a multi-rank job ends every rank with exit 1 and the message")
+    func failureUnderMPI() throws {
+        let output = Fixtures.temporaryDirectory() + "/logits.npy"
+        guard
+            let result = try QMambaExecutable.runMPI(
+                ranks: 2,
+                ["forward", "--checkpoint", "/nonexistent/model.pth", "--input", microInput, "--output", output])
+        else { return }
+        #expect(result.status != 0)
+        #expect(result.error.contains("/nonexistent/model.pth: cannot read the file (no such file)"))
+        #expect(!FileManager.default.fileExists(atPath: output))
+    }
+
+    @Test("the output may not overwrite an input")
+    func outputOverInput() throws {
+        let directory = Fixtures.temporaryDirectory()
+        let input = directory + "/input.npy"
+        try FileManager.default.copyItem(atPath: microInput, toPath: input)
+        let result = try QMambaExecutable.run([
+            "forward", "--checkpoint", microCheckpoint, "--input", input, "--output", input,
+        ])
+        #expect(result.status == 1)
+        #expect(result.error.contains("refusing to write the output over the input"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: input)) == Data(contentsOf: URL(fileURLWithPath: microInput)))
+    }
+}

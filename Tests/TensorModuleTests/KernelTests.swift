@@ -1,0 +1,167 @@
+import Foundation
+import TestSupport
+import Testing
+
+@testable import TensorModule
+
+/// A small deterministic generator (SplitMix64) so kernel tests use the same data every run.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func randomTensor(_ shape: [Int], in range: ClosedRange<Float> = -1...1, seed: UInt64) -> Tensor {
+    var generator = SeededGenerator(state: seed)
+    return Tensor(
+        shape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in Float.random(in: range, using: &generator) })
+}
+
+@Suite("Kernels against naive double-precision references")
+struct KernelTests {
+    @Test("exponential is within 2 ulp of exp over the float range, and saturates like expf")
+    func exponentialAccuracy() {
+        var worst: Double = 0
+        var x: Float = -87
+        while x < 88.5 {
+            let lanes = exponential(Lanes(repeating: x))
+            let reference = Foundation.exp(Double(x))
+            worst = max(worst, abs(Double(lanes[0]) - reference) / reference)
+            x += 0.0137
+        }
+        #expect(worst < 2.5e-7, "worst relative error \(worst)")
+        #expect(exponential(Lanes(repeating: -200))[0] < 1e-37)
+        #expect(exponential(Lanes(repeating: 100))[0] == .infinity)
+        #expect(exponential(Lanes(repeating: 0))[0] == 1)
+    }
+
+    @Test("the selective scan matches a sequential double-precision scan")
+    func selectiveScan() {
+        let (s, l, e, n) = (2, 13, 11, 5)  // 11 channels: one full lane block and a partial one
+        let x = randomTensor([s, l, e], seed: 1)
+        let delta = randomTensor([s, l, e], in: 0.001...2, seed: 2)
+        let a = randomTensor([e, n], in: -8 ... -0.1, seed: 3)
+        let b = randomTensor([s, l, n], seed: 4)
+        let c = randomTensor([s, l, n], seed: 5)
+        let d = randomTensor([e], seed: 6).scalars
+        let y = SelectiveScan.apply(x: x, delta: delta, a: a, b: b, c: c, d: d)
+        var reference = [Float](repeating: 0, count: s * l * e)
+        for seq in 0..<s {
+            for ch in 0..<e {
+                var h = [Double](repeating: 0, count: n)
+                for t in 0..<l {
+                    let i = (seq * l + t) * e + ch
+                    let dt = Double(delta.scalars[i])
+                    let u = Double(x.scalars[i])
+                    var out = Double(d[ch]) * u
+                    for k in 0..<n {
+                        h[k] =
+                            Foundation.exp(dt * Double(a.scalars[ch * n + k])) * h[k] + dt
+                            * Double(b.scalars[(seq * l + t) * n + k]) * u
+                        out += h[k] * Double(c.scalars[(seq * l + t) * n + k])
+                    }
+                    reference[i] = Float(out)
+                }
+            }
+        }
+        #expect(relativeDifference(y.scalars, reference: reference) < 1e-6)
+    }
+
+    @Test("causal convolution uses only current and past steps, with zero padding")
+    func causalConvolution() {
+        let (s, l, e, k) = (2, 7, 10, 4)
+        let x = randomTensor([s, l, e], seed: 7)
+        let w = randomTensor([e, k], seed: 8)
+        let bias = randomTensor([e], seed: 9).scalars
+        let y = CausalConvolution.apply(x, weight: w, bias: bias)
+        var reference = [Float](repeating: 0, count: x.count)
+        for seq in 0..<s {
+            for t in 0..<l {
+                for ch in 0..<e {
+                    var acc = Double(bias[ch])
+                    for tap in 0..<k where t - (k - 1) + tap >= 0 {
+                        acc +=
+                            Double(w.scalars[ch * k + tap]) * Double(x.scalars[(seq * l + t - (k - 1) + tap) * e + ch])
+                    }
+                    reference[(seq * l + t) * e + ch] = Float(acc)
+                }
+            }
+        }
+        #expect(difference(y.scalars, reference).maximumAbsolute < 1e-6)
+    }
+
+    @Test("patch embedding with overlapping patches equals a direct convolution")
+    func overlappingPatches() {
+        let images = randomTensor([2, 3, 12, 12], seed: 10)
+        let weight = randomTensor([5, 3, 4, 4], seed: 11)
+        let bias = randomTensor([5], seed: 12).scalars
+        let stride = 2
+        let tokens = PatchEmbedding.apply(images, weight: weight, bias: bias, stride: stride)
+        let grid = (12 - 4) / stride + 1
+        #expect(tokens.shape == [2, grid * grid, 5])
+        var reference: [Float] = []
+        for b in 0..<2 {
+            for gy in 0..<grid {
+                for gx in 0..<grid {
+                    for o in 0..<5 {
+                        var acc = Double(bias[o])
+                        for ch in 0..<3 {
+                            for ky in 0..<4 {
+                                for kx in 0..<4 {
+                                    acc +=
+                                        Double(weight.scalars[((o * 3 + ch) * 4 + ky) * 4 + kx])
+                                        * Double(
+                                            images.scalars[
+                                                ((b * 3 + ch) * 12 + gy * stride + ky) * 12 + gx * stride + kx])
+                                }
+                            }
+                        }
+                        reference.append(Float(acc))
+                    }
+                }
+            }
+        }
+        #expect(difference(tokens.scalars, reference).maximumAbsolute < 1e-5)
+    }
+
+    @Test("a row's matrix product does not depend on the batch it is computed in")
+    func batchIndependence() {
+        let x = randomTensor([6, 37, 24], seed: 13)
+        let w = randomTensor([19, 24], seed: 14)
+        let all = Linear.apply(x, weight: w)
+        let some = Linear.apply(x.slice(outer: 2..<5), weight: w)
+        #expect(Array(all.scalars[(2 * 37 * 19)..<(5 * 37 * 19)]) == some.scalars)
+    }
+
+    @Test("RMSNorm, softplus and the gate match their formulas")
+    func elementwise() {
+        let x = randomTensor([3, 21], in: -30...30, seed: 15)
+        let weight = randomTensor([21], seed: 16).scalars
+        let normed = RMSNorm.apply(x, weight: weight, epsilon: 1e-5)
+        for row in 0..<3 {
+            let values = x.scalars[(row * 21)..<((row + 1) * 21)].map(Double.init)
+            let scale = 1 / (values.map { $0 * $0 }.reduce(0, +) / 21 + 1e-5).squareRoot()
+            for j in 0..<21 {
+                #expect(abs(Double(normed.scalars[row * 21 + j]) - values[j] * scale * Double(weight[j])) < 1e-5)
+            }
+        }
+        let bias = [Float](repeating: 0.5, count: 21)
+        let soft = Activation.softplus(x, columnBias: bias)
+        for (i, v) in x.scalars.enumerated() {
+            let a = Double(v) + 0.5
+            let expected = a > 20 ? a : Foundation.log1p(Foundation.exp(a))
+            #expect(abs(Double(soft.scalars[i]) - expected) <= 1e-6 * max(1, abs(expected)))
+        }
+        let z = randomTensor([3, 21], in: -10...10, seed: 17)
+        let gated = Activation.gate(x, by: z)
+        for i in 0..<x.count {
+            let expected = Double(x.scalars[i]) * Double(z.scalars[i]) / (1 + Foundation.exp(-Double(z.scalars[i])))
+            #expect(abs(Double(gated.scalars[i]) - expected) <= 2e-6 * max(1, abs(expected)))
+        }
+    }
+}
