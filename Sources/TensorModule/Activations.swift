@@ -1,5 +1,3 @@
-import Foundation
-
 /// Element-wise activations of the Mamba mixer.
 public enum Activation {
     /// `softplus(v + bias[column])` over rows of `input`, with PyTorch's threshold: v for v > 20, else
@@ -10,10 +8,13 @@ public enum Activation {
         var out = input.scalars
         let rows = input.count / max(width, 1)
         out.withUnsafeMutableBufferPointer { p in
-            for row in 0..<rows {
-                for j in 0..<width {
-                    let v = p[row * width + j] + bias[j]
-                    p[row * width + j] = v > 20 ? v : Float(log1p(exp(Double(v))))
+            bias.withUnsafeBufferPointer { b in
+                for row in 0..<rows {
+                    let values = p.baseAddress! + row * width
+                    forEachLanes(count: width) { j, n in
+                        let v = loadPartial(values + j, n) + loadPartial(b.baseAddress! + j, n)
+                        storePartial(TensorModule.softplus(v), values + j, n)
+                    }
                 }
             }
         }

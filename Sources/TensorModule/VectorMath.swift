@@ -38,6 +38,47 @@ typealias Lanes = SIMD8<Float>
     return p * scaleA * scaleB
 }
 
+/// ln(x) for eight lanes of positive, finite x, accurate to about 1 ulp.
+///
+/// x = m·2^e with m in [√½, √2); ln m from the Cephes minimax polynomial in f = m − 1, and e·ln2
+/// added in two parts (Cody–Waite) so the sum stays exact.
+@inline(__always) func logarithm(_ x: Lanes) -> Lanes {
+    let bits = unsafeBitCast(x, to: SIMD8<Int32>.self)
+    var exponent = (bits &>> 23) &- 127
+    var mantissa = unsafeBitCast((bits & 0x007F_FFFF) | 0x3F80_0000, to: Lanes.self)
+    let large = mantissa .> 1.414_213_56
+    mantissa = mantissa.replacing(with: mantissa * 0.5, where: large)
+    exponent = exponent.replacing(with: exponent &+ 1, where: large)
+    var e = Lanes(repeating: 0)
+    for i in 0..<8 { e[i] = Float(exponent[i]) }
+    let f = mantissa - 1
+    let z = f * f
+    var p = Lanes(repeating: 7.037_683_629_2e-2)
+    p = Lanes(repeating: -1.151_461_031_0e-1).addingProduct(p, f)
+    p = Lanes(repeating: 1.167_699_874_0e-1).addingProduct(p, f)
+    p = Lanes(repeating: -1.242_014_084_6e-1).addingProduct(p, f)
+    p = Lanes(repeating: 1.424_932_278_7e-1).addingProduct(p, f)
+    p = Lanes(repeating: -1.666_805_766_5e-1).addingProduct(p, f)
+    p = Lanes(repeating: 2.000_071_476_5e-1).addingProduct(p, f)
+    p = Lanes(repeating: -2.499_999_399_3e-1).addingProduct(p, f)
+    p = Lanes(repeating: 3.333_333_117_4e-1).addingProduct(p, f)
+    var y = f * z * p
+    y = y.addingProduct(e, -2.121_944_4e-4)
+    y = y.addingProduct(z, -0.5)
+    return (f + y).addingProduct(e, 0.693_359_375)
+}
+
+/// softplus(v) = ln(1 + e^v), and v itself above PyTorch's threshold of 20.
+///
+/// ln(1 + t) is computed as ln(u) − ((u − 1) − t) / u with u = 1 + t: the correction restores what
+/// rounding 1 + t lost, so tiny t (very negative v) keep full relative accuracy, as log1p does.
+@inline(__always) func softplus(_ v: Lanes) -> Lanes {
+    let t = exponential(v.replacing(with: 0, where: v .> 20))
+    let u = 1 + t
+    let result = logarithm(u) - ((u - 1) - t) / u
+    return result.replacing(with: v, where: v .> 20)
+}
+
 /// SiLU(v) = v·σ(v) = v / (1 + e^−v), as the official kernels compute it.
 @inline(__always) func silu(_ v: Lanes) -> Lanes {
     v / (1 + exponential(-v))

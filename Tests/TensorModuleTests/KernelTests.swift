@@ -40,6 +40,19 @@ struct KernelTests {
         #expect(exponential(Lanes(repeating: 0))[0] == 1)
     }
 
+    @Test("softplus is within a few ulp of log1p(exp(v)) from -80 to 30, including the threshold at 20")
+    func softplusAccuracy() {
+        var worst: Double = 0
+        var v: Float = -80
+        while v < 30 {
+            let reference = v > 20 ? Double(v) : Foundation.log1p(Foundation.exp(Double(v)))
+            worst = max(worst, abs(Double(softplus(Lanes(repeating: v))[0]) - reference) / reference)
+            v += 0.0093
+        }
+        #expect(worst < 4e-7, "worst relative error \(worst)")
+        #expect(softplus(Lanes(repeating: 20.5))[0] == 20.5)
+    }
+
     @Test("the selective scan matches a sequential double-precision scan")
     func selectiveScan() {
         let (s, l, e, n) = (2, 13, 11, 5)  // 11 channels: one full lane block and a partial one

@@ -1,4 +1,5 @@
 import Checkpoint
+import Cluster
 import Foundation
 import TensorModule
 import Vim
@@ -40,16 +41,21 @@ enum ForwardCommand: Command {
         let count = images.shape[0]
         let shard = (count * cluster.rank / cluster.size)..<(count * (cluster.rank + 1) / cluster.size)
         var logits: [Float] = []
+        let started = Communicator.time
         var start = shard.lowerBound
         while start < shard.upperBound {
             let end = min(start + batchSize, shard.upperBound)
             logits += try model(images.slice(outer: start..<end)).scalars
             start = end
         }
+        var seconds = [Communicator.time - started]
+        cluster.allReduce(&seconds, .maximum)
         guard let all = cluster.gather(logits) else { return }
         try NumPyArray(Tensor(shape: [count, c.classCount], scalars: all)).write(to: outputPath)
+        let rate = Double(count) / max(seconds[0], 1e-9)
         context.console.line(
-            "wrote \(outputPath): logits of \(count) images (\(cluster.size) rank\(cluster.size == 1 ? "" : "s"))")
+            "wrote \(outputPath): logits of \(count) images (\(cluster.size) rank\(cluster.size == 1 ? "" : "s"), "
+                + "batch \(batchSize), \(String(format: "%.2f", seconds[0])) s, \(String(format: "%.2f", rate)) images/s)")
     }
 }
 
