@@ -55,7 +55,8 @@ enum ForwardCommand: Command {
         let rate = Double(count) / max(seconds[0], 1e-9)
         context.console.line(
             "wrote \(outputPath): logits of \(count) images (\(cluster.size) rank\(cluster.size == 1 ? "" : "s"), "
-                + "batch \(batchSize), \(String(format: "%.2f", seconds[0])) s, \(String(format: "%.2f", rate)) images/s)")
+                + "batch \(batchSize), \(String(format: "%.2f", seconds[0])) s, \(String(format: "%.2f", rate)) images/s)"
+        )
     }
 }
 
