@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "Checkpoint", targets: ["Checkpoint"]),
         .library(name: "Vim", targets: ["Vim"]),
         .library(name: "Cluster", targets: ["Cluster"]),
+        .library(name: "ImageData", targets: ["ImageData"]),
     ],
     targets: [
         // MARK: - C libraries (module maps and static-inline shims only)
@@ -37,9 +38,12 @@ let package = Package(
         .target(name: "Checkpoint", dependencies: ["TensorModule", "CZlib"], swiftSettings: kernelSettings),
         .target(name: "Vim", dependencies: ["TensorModule", "Checkpoint"], swiftSettings: kernelSettings),
         .target(name: "Cluster", dependencies: ["CMPI"]),
+        .target(
+            name: "ImageData", dependencies: ["TensorModule", "CTurboJPEG", "CPNG", "CZlib"],
+            swiftSettings: kernelSettings),
 
         // MARK: - Command line
-        .target(name: "QMambaCLI", dependencies: ["TensorModule", "Checkpoint", "Vim", "Cluster"]),
+        .target(name: "QMambaCLI", dependencies: ["TensorModule", "Checkpoint", "Vim", "Cluster", "ImageData"]),
         .executableTarget(name: "qmamba", dependencies: ["QMambaCLI"]),
 
         // MARK: - Tests
@@ -47,6 +51,7 @@ let package = Package(
         .testTarget(name: "TensorModuleTests", dependencies: ["TensorModule", "TestSupport"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "TestSupport"]),
         .testTarget(name: "VimTests", dependencies: ["Vim", "Checkpoint", "TestSupport"]),
+        .testTarget(name: "ImageDataTests", dependencies: ["ImageData", "TestSupport"]),
         .testTarget(name: "QMambaCLITests", dependencies: ["TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
