@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "TestSupport"]),
         .testTarget(name: "VimTests", dependencies: ["Vim", "Checkpoint", "TestSupport"]),
         .testTarget(name: "ImageDataTests", dependencies: ["ImageData", "TestSupport"]),
-        .testTarget(name: "QMambaCLITests", dependencies: ["TestSupport"]),
+        .testTarget(name: "QMambaCLITests", dependencies: ["TestSupport", "Checkpoint", "TensorModule"]),
     ],
     swiftLanguageModes: [.v5]
 )

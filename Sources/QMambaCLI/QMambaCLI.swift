@@ -10,7 +10,9 @@ public enum QMambaCLI {
     public static let version = "0.1.0"
 
     /// Every command, in the order help lists them.
-    static let commands: [Command.Type] = [ModelsCommand.self, InspectCommand.self, ForwardCommand.self]
+    static let commands: [Command.Type] = [
+        ModelsCommand.self, InspectCommand.self, PreprocessCommand.self, ForwardCommand.self, BenchCommand.self,
+    ]
 
     /// Exit code of a usage error (BSD `EX_USAGE`).
     public static let usageExitCode: Int32 = 64

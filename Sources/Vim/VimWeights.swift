@@ -70,6 +70,21 @@ public struct VimWeights: Sendable {
         return total
     }
 
+    /// Assembles weights from their parts.
+    public init(
+        patchEmbeddingWeight: Tensor, patchEmbeddingBias: [Float], classToken: [Float], positionEmbedding: Tensor,
+        layers: [VimLayerWeights], finalNormWeight: [Float], headWeight: Tensor, headBias: [Float]
+    ) {
+        self.patchEmbeddingWeight = patchEmbeddingWeight
+        self.patchEmbeddingBias = patchEmbeddingBias
+        self.classToken = classToken
+        self.positionEmbedding = positionEmbedding
+        self.layers = layers
+        self.finalNormWeight = finalNormWeight
+        self.headWeight = headWeight
+        self.headBias = headBias
+    }
+
     /// Loads the weights of `configuration` from `source`, strictly: every tensor the model needs must be
     /// present with its exact shape, and every tensor in the file must be used.
     ///

@@ -1,5 +1,6 @@
 import Checkpoint
 import Foundation
+import TensorModule
 import TestSupport
 import Testing
 
@@ -134,5 +135,44 @@ struct CommandLineTests {
         #expect(result.status == 1)
         #expect(result.error.contains("refusing to write the output over the input"))
         #expect(try Data(contentsOf: URL(fileURLWithPath: input)) == Data(contentsOf: URL(fileURLWithPath: microInput)))
+    }
+}
+
+@Suite("Images through the binary")
+struct ImageCommandTests {
+    @Test("JPEGs through preprocess and forward give the official Vim-T photo logits")
+    func photosEndToEnd() throws {
+        guard let tiny = Fixtures.shared("vim-official/vim_tiny.pth"),
+            let referencePath = Fixtures.shared("photos/vim_tiny_photos_logits.npy")
+        else { return }
+        let directory = Fixtures.temporaryDirectory()
+        var scalars: [Float] = []
+        for name in ["chelsea", "camera_gray", "astronaut_cmyk"] {
+            let output = "\(directory)/\(name).npy"
+            let result = try QMambaExecutable.run([
+                "preprocess", "--image", Fixtures.bundled("photos/\(name).jpg"), "--output", output,
+            ])
+            #expect(result.status == 0, "\(result.error)")
+            scalars += try NumPyArray(contentsOf: output).tensor.scalars
+        }
+        let batch = "\(directory)/batch.npy"
+        try NumPyArray(Tensor(shape: [3, 3, 224, 224], scalars: scalars)).write(to: batch)
+        let logits = "\(directory)/logits.npy"
+        let result = try QMambaExecutable.run(["forward", "--checkpoint", tiny, "--input", batch, "--output", logits])
+        #expect(result.status == 0, "\(result.error)")
+        let error = difference(
+            try NumPyArray(contentsOf: logits).tensor.scalars, try NumPyArray(contentsOf: referencePath).tensor.scalars)
+        print("photo logits: \(error)")
+        #expect(error.maximumAbsolute <= 1e-2)
+    }
+
+    @Test("preprocess names a bad image and exits 1")
+    func badImage() throws {
+        let directory = Fixtures.temporaryDirectory()
+        let bad = "\(directory)/bad.jpg"
+        try Data([0xFF, 0xD8, 0xFF, 0xE0, 0x00]).write(to: URL(fileURLWithPath: bad))
+        let result = try QMambaExecutable.run(["preprocess", "--image", bad, "--output", "\(directory)/x.npy"])
+        #expect(result.status == 1)
+        #expect(result.error.contains("\(bad): damaged image"))
     }
 }

@@ -1,0 +1,98 @@
+import Checkpoint
+import Foundation
+import ImageData
+import TensorModule
+import Vim
+
+/// `qmamba bench`: how fast the forward pass and the image pipeline run on one core.
+enum BenchCommand: Command {
+    static let name = "bench"
+    static let abstract = "Time the fp32 forward pass, an sgemm of the model's own shapes, and image decoding"
+    static let discussion = """
+        Runs in one process with one BLAS thread and reports per-core figures. Without --checkpoint the weights are
+        random (drawn like the official initialisation) for the registered model named by --model. With
+        --image-folder it also times decoding plus the evaluation transform over every image in the folder.
+        """
+    static let options: [OptionSpec] = [
+        .value("model", "NAME", "registered model to time with random weights", default: "vim-t"),
+        .value("checkpoint", "FILE", "time this checkpoint's model instead"),
+        .value("batch", "N", "images per forward pass", default: "8"),
+        .value("repeat", "N", "timed forward passes (after one warm-up pass)", default: "3"),
+        .value("image-folder", "DIR", "also time decode + transform over the images under DIR"),
+        .value("json", "FILE", "write the figures as JSON"),
+    ]
+    static let usesCluster = false
+
+    static func run(_ arguments: ParsedArguments, context: CommandContext) throws {
+        let out = context.console
+        let model: VimModel
+        if let path = arguments.string("checkpoint") {
+            model = try VimModel(loading: try CheckpointFile.open(path))
+        } else {
+            let configuration = try VimRegistry.entry(named: arguments.string("model")!).configuration
+            model = VimModel(configuration: configuration, weights: .random(for: configuration, seed: 1))
+        }
+        let batch = try arguments.integer("batch")!
+        let repeats = try arguments.integer("repeat")!
+        if let json = arguments.string("json") { try OutputPath.check(json, inputs: []) }
+        let c = model.configuration
+        var figures: [String: Any] = [
+            "batch": batch, "threads": 1, "model_gflop_per_image": 2 * Double(c.multiplyAccumulatesPerImage) / 1e9,
+            "tokens": c.tokenCount, "embed_dim": c.embedDimension, "depth": c.depth,
+        ]
+        out.line(
+            "model: D \(c.embedDimension), depth \(c.depth), \(c.tokenCount) tokens; batch \(batch), 1 BLAS thread")
+
+        var generator = SplitMix64(seed: 3)
+        let images = Tensor(
+            shape: [batch, c.channels, c.imageSize, c.imageSize],
+            scalars: (0..<(batch * c.channels * c.imageSize * c.imageSize)).map { _ in
+                Float.random(in: -2...2, using: &generator)
+            })
+        _ = try model(images)
+        let forwardSeconds = try seconds { for _ in 0..<repeats { _ = try model(images) } }
+        let imagesPerSecond = Double(batch * repeats) / forwardSeconds
+        let achieved = imagesPerSecond * (figures["model_gflop_per_image"] as! Double)
+        figures["fp32_images_per_s"] = imagesPerSecond
+        figures["fp32_gflops"] = achieved
+
+        // The model's largest product (in_proj) at its own shape: M = tokens, K = D, N = 2E.
+        let x = Tensor(shape: [1, c.tokenCount, c.embedDimension], repeating: 0.5)
+        let w = Tensor(shape: [2 * c.innerDimension, c.embedDimension], repeating: 0.25)
+        _ = Linear.apply(x, weight: w)
+        let gemmRepeats = max(1, 2_000_000_000 / (2 * c.tokenCount * c.embedDimension * 2 * c.innerDimension))
+        let gemmSeconds = try seconds { for _ in 0..<gemmRepeats { _ = Linear.apply(x, weight: w) } }
+        let sgemm = Double(gemmRepeats * 2 * c.tokenCount * c.embedDimension * 2 * c.innerDimension) / gemmSeconds / 1e9
+        figures["sgemm_gflops"] = sgemm
+        out.line(
+            String(
+                format: "fp32 forward: %.2f images/s (%.1f ms/image), %.1f GFLOP/s", imagesPerSecond,
+                1000 / imagesPerSecond, achieved))
+        out.line(
+            String(
+                format: "sgemm %dx%dx%d: %.1f GFLOP/s; forward reaches %.0f%% of it", c.tokenCount, c.embedDimension,
+                2 * c.innerDimension, sgemm, 100 * achieved / sgemm))
+
+        if let folder = arguments.string("image-folder") {
+            let dataset = try ImageDataset(imageFolder: folder)
+            let transform = EvaluationTransform(inputSize: c.imageSize)
+            let decodeSeconds = try seconds {
+                for sample in dataset.samples { _ = try transform(contentsOf: sample.path) }
+            }
+            let rate = Double(dataset.samples.count) / decodeSeconds
+            figures["decode_transform_images_per_s"] = rate
+            out.line(String(format: "decode + transform: %.1f images/s over %d images", rate, dataset.samples.count))
+        }
+        if let json = arguments.string("json") {
+            let data = try JSONSerialization.data(withJSONObject: figures, options: [.prettyPrinted, .sortedKeys])
+            try AtomicFile.write(data, to: json)
+            out.line("wrote \(json)")
+        }
+    }
+
+    private static func seconds(_ body: () throws -> Void) throws -> Double {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try body()
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
+}
