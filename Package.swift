@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "Vim", targets: ["Vim"]),
         .library(name: "Cluster", targets: ["Cluster"]),
         .library(name: "ImageData", targets: ["ImageData"]),
+        .library(name: "Quantization", targets: ["Quantization"]),
     ],
     targets: [
         // MARK: - C libraries (module maps and static-inline shims only)
@@ -37,13 +38,17 @@ let package = Package(
         .target(name: "TensorModule", dependencies: ["CBLAS"], swiftSettings: kernelSettings),
         .target(name: "Checkpoint", dependencies: ["TensorModule", "CZlib"], swiftSettings: kernelSettings),
         .target(name: "Vim", dependencies: ["TensorModule", "Checkpoint"], swiftSettings: kernelSettings),
+        .target(
+            name: "Quantization", dependencies: ["TensorModule", "Checkpoint", "Vim"], swiftSettings: kernelSettings),
         .target(name: "Cluster", dependencies: ["CMPI"]),
         .target(
             name: "ImageData", dependencies: ["TensorModule", "CTurboJPEG", "CPNG", "CZlib"],
             swiftSettings: kernelSettings),
 
         // MARK: - Command line
-        .target(name: "QMambaCLI", dependencies: ["TensorModule", "Checkpoint", "Vim", "Cluster", "ImageData"]),
+        .target(
+            name: "QMambaCLI",
+            dependencies: ["TensorModule", "Checkpoint", "Vim", "Quantization", "Cluster", "ImageData"]),
         .executableTarget(name: "qmamba", dependencies: ["QMambaCLI"]),
 
         // MARK: - Tests
@@ -52,6 +57,7 @@ let package = Package(
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "TestSupport"]),
         .testTarget(name: "VimTests", dependencies: ["Vim", "Checkpoint", "TestSupport"]),
         .testTarget(name: "ImageDataTests", dependencies: ["ImageData", "TestSupport"]),
+        .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "Vim", "Checkpoint", "TestSupport"]),
         .testTarget(name: "QMambaCLITests", dependencies: ["TestSupport", "Checkpoint", "TensorModule"]),
     ],
     swiftLanguageModes: [.v5]

@@ -75,3 +75,17 @@ for width, height in [(80, 50), (11, 7), (37, 60), (15, 23), (256, 3), (1, 1)]:
     resized = np.array(Image.fromarray(source).resize((width, height), Image.BICUBIC))
     np.save(f"{out}/resize_{width}x{height}.npy", resized)
 print("wrote", len(os.listdir(out)), "files to", out)
+
+# A small ImageNet-layout folder of 32x32 images (the micro model's input size): crops of the fixture
+# photos, 3 classes x 8 images, for calibration and evaluation tests.
+photos = "Tests/Fixtures/photos"
+folder = "Tests/Fixtures/images32"
+for label, name in enumerate(["chelsea.jpg", "coffee_progressive.jpg", "rocket.png"]):
+    image = Image.open(f"{photos}/{name}").convert("RGB")
+    os.makedirs(f"{folder}/class{label}", exist_ok=True)
+    for k in range(8):
+        left = int(rng.integers(0, image.width - 96))
+        top = int(rng.integers(0, image.height - 96))
+        crop = image.crop((left, top, left + 96, top + 96)).resize((32, 32), Image.BICUBIC)
+        crop.save(f"{folder}/class{label}/{k:02d}.png")
+print("wrote", folder)

@@ -81,7 +81,8 @@ public struct ImageDataset: Sendable {
         self.samples = samples
     }
 
-    private init(root: String, classNames: [String], samples: [ImageSample]) {
+    /// A dataset from its parts (e.g. a list received from another rank).
+    public init(root: String, classNames: [String], samples: [ImageSample]) {
         self.root = root
         self.classNames = classNames
         self.samples = samples
@@ -100,6 +101,30 @@ public struct ImageDataset: Sendable {
         }
         let chosen = order.prefix(count).sorted()
         return ImageDataset(root: root, classNames: classNames, samples: chosen.map { samples[$0] })
+    }
+
+    /// The list as text, one `label<TAB>path` line per image with paths relative to the root: what ranks
+    /// exchange, and what the calibration file's image-list hash covers.
+    public var listing: String {
+        samples.map { sample in
+            let relative =
+                sample.path.hasPrefix(root + "/") ? String(sample.path.dropFirst(root.count + 1)) : sample.path
+            return "\(sample.label)\t\(relative)\n"
+        }.joined()
+    }
+
+    /// Rebuilds a dataset from `listing` text.
+    public init(root: String, classNames: [String], listing: String) throws {
+        var samples: [ImageSample] = []
+        for line in listing.split(separator: "\n") {
+            let fields = line.split(separator: "\t", maxSplits: 1)
+            guard fields.count == 2, let label = Int(fields[0]) else {
+                throw ImageError.invalidDataset(path: root, detail: "malformed image list line: \(line)")
+            }
+            let path = String(fields[1])
+            samples.append(ImageSample(path: path.hasPrefix("/") ? path : "\(root)/\(path)", label: label))
+        }
+        self.init(root: root, classNames: classNames, samples: samples)
     }
 
     /// The contiguous block of sample indices rank `rank` of `size` processes: every sample belongs

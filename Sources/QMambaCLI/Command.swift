@@ -1,4 +1,5 @@
 import Cluster
+import Foundation
 
 /// What a command needs while it runs.
 public final class CommandContext {
@@ -36,5 +37,12 @@ public struct Console {
     /// Prints a line on rank 0.
     public func line(_ text: String = "") {
         if enabled { print(text) }
+    }
+
+    /// Prints text without a newline on rank 0, flushing it at once.
+    public func write(_ text: String) {
+        guard enabled else { return }
+        print(text, terminator: "")
+        fflush(stdout)
     }
 }

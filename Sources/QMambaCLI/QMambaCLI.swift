@@ -11,7 +11,8 @@ public enum QMambaCLI {
 
     /// Every command, in the order help lists them.
     static let commands: [Command.Type] = [
-        ModelsCommand.self, InspectCommand.self, PreprocessCommand.self, ForwardCommand.self, BenchCommand.self,
+        ModelsCommand.self, InspectCommand.self, PreprocessCommand.self, ForwardCommand.self, CalibrateCommand.self,
+        BenchCommand.self,
     ]
 
     /// Exit code of a usage error (BSD `EX_USAGE`).

@@ -130,6 +130,15 @@ public struct VimConfiguration: Codable, Equatable, Sendable {
         try c.encode(normEpsilon, forKey: .normEpsilon)
     }
 
+    /// Two configurations are equal when they build the same model: an explicit dt_rank equal to the
+    /// automatic one is the same setting.
+    public static func == (a: VimConfiguration, b: VimConfiguration) -> Bool {
+        a.imageSize == b.imageSize && a.patchSize == b.patchSize && a.stride == b.stride
+            && a.embedDimension == b.embedDimension && a.depth == b.depth && a.stateSize == b.stateSize
+            && a.classCount == b.classCount && a.channels == b.channels && a.expand == b.expand
+            && a.convolutionWidth == b.convolutionWidth && a.stepRank == b.stepRank && a.normEpsilon == b.normEpsilon
+    }
+
     /// Inner width E = expand · D.
     public var innerDimension: Int { expand * embedDimension }
     /// Rank R of the Δ projection.

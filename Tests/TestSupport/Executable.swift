@@ -43,7 +43,7 @@ public enum QMambaExecutable {
         return try runProcess(mpirun, ["--oversubscribe", "-np", String(ranks), path] + arguments)
     }
 
-    static func runProcess(_ program: String, _ arguments: [String]) throws -> ProcessResult {
+    public static func runProcess(_ program: String, _ arguments: [String]) throws -> ProcessResult {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: program)
         process.arguments = arguments

@@ -1,0 +1,159 @@
+import Checkpoint
+import Cluster
+import Foundation
+import ImageData
+import Quantization
+import TensorModule
+import Vim
+
+/// `qmamba calibrate`: distributed QMamba calibration.
+enum CalibrateCommand: Command {
+    static let name = "calibrate"
+    static let abstract = "Calibrate a model on a sharded image set and write the fitted quantizers (Q.json)"
+    static var discussion: String {
+        """
+        Every rank streams its shard of the calibration images through the fp32 model twice: once for the range of \
+        every quantization point, once for fixed-grid histograms on the merged ranges. Ranks merge ranges with MIN/MAX \
+        and counts with an integer SUM, so Q.json is byte-identical whatever the number of ranks. Rank 0 fits every \
+        quantizer and writes Q.json atomically.
+
+        METHODS:
+        """ + "\n"
+            + CalibrationMethod.table.map {
+                "  \($0.name.padding(toLength: 17, withPad: " ", startingAt: 0))\($0.summary)"
+            }
+            .joined(separator: "\n")
+    }
+    static let options =
+        ModelOptions.specs
+        + DataOptions.specs(folderName: "data", help: "calibration images (ImageNet layout, or flat with --labels)")
+        + QuantizationOptions.specs + [.value("output", "FILE", "where to write the calibration file", required: true)]
+    static let usesCluster = true
+
+    static func run(_ arguments: ParsedArguments, context: CommandContext) throws {
+        let cluster = context.cluster!
+        let out = context.console
+        let output = try arguments.required("output")
+        let (method, settings) = try QuantizationOptions.parse(arguments)
+        let checkpoint = try arguments.required("checkpoint")
+        if cluster.isRoot { try OutputPath.check(output, inputs: [checkpoint]) }
+        let started = Date()
+        let (_, model) = try ModelOptions.load(arguments)
+        let statistics = try Calibration.collect(arguments, model: model, cluster: cluster, console: out)
+        guard cluster.isRoot else { return }
+        let fitStart = Date()
+        let plan = try QuantizationPlan.fit(
+            statistics: statistics.statistics, weights: model.weights, method: method, settings: settings)
+        let file = CalibrationFile(
+            plan: plan, provenance: try statistics.provenance(checkpoint: checkpoint, model: model))
+        try AtomicFile.write(file.encoded, to: output)
+        let ltsqPoints = plan.activations.filter { $0.quantizer.kind == "ltsq" }.count
+        let discreteAPoints = plan.discreteAMedians.count
+        out.line(
+            "fitted \(method.name) \(settings.name) in \(String(format: "%.1f", Date().timeIntervalSince(fitStart))) s; "
+                + "LtSQ at \(ltsqPoints) of \(discreteAPoints) A_bar points (median above \(settings.ltsqThreshold))")
+        out.line(
+            "wrote \(output): \(plan.activations.count) activation and \(plan.weights.count) weight quantizers from "
+                + "\(statistics.statistics.imageCount) images on \(cluster.size) rank\(cluster.size == 1 ? "" : "s") "
+                + "in \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+    }
+}
+
+/// The options of a quantization setting.
+enum QuantizationOptions {
+    static let specs: [OptionSpec] = [
+        .value("method", "NAME", "calibration method (see METHODS)", default: "qmamba"),
+        .value("w-bits", "B", "weight bits of the blocks", default: "8"),
+        .value("a-bits", "B", "activation bits of the blocks", default: "8"),
+        .value("edge-bits", "B", "bits of the patch embedding and head, weights and inputs", default: "8"),
+        .value("groups", "G", "TGQ groups of time steps", default: "8"),
+        .value("ltsq-threshold", "ALPHA", "use LtSQ where the median of A_bar exceeds this", default: "0.5"),
+    ]
+
+    static func parse(_ arguments: ParsedArguments) throws -> (CalibrationMethod, QuantizationSettings) {
+        let name = arguments.string("method")!
+        let method: CalibrationMethod
+        do {
+            method = try CalibrationMethod.named(name)
+        } catch {
+            throw CommandLineError.invalidValue(option: "method", value: name, reason: "\(error)")
+        }
+        return (
+            method,
+            try settings(
+                arguments, weightBits: try arguments.integer("w-bits", in: 2...16)!,
+                activationBits: try arguments.integer("a-bits", in: 2...16)!)
+        )
+    }
+
+    static func settings(_ arguments: ParsedArguments, weightBits: Int, activationBits: Int) throws
+        -> QuantizationSettings
+    {
+        var settings = QuantizationSettings(weightBits: weightBits, activationBits: activationBits)
+        settings.edgeBits = try arguments.integer("edge-bits", in: 2...16)!
+        settings.groups = try arguments.integer("groups", in: 1...100_000)!
+        let text = arguments.string("ltsq-threshold")!
+        guard let threshold = Float(text), threshold >= 0, threshold <= 1 else {
+            throw CommandLineError.invalidValue(
+                option: "ltsq-threshold", value: text, reason: "expected a number in [0, 1]")
+        }
+        settings.ltsqThreshold = threshold
+        return settings
+    }
+}
+
+/// Distributed collection of calibration statistics.
+enum Calibration {
+    /// Merged statistics and what they were collected from.
+    struct Collected {
+        let statistics: CalibrationStatistics
+        let dataset: ImageDataset
+        let seed: UInt64
+        let dataLocation: String
+
+        func provenance(checkpoint: String, model: VimModel) throws -> CalibrationFile.Provenance {
+            var listHash = SHA256()
+            listHash.update(Array(dataset.listing.utf8))
+            return CalibrationFile.Provenance(
+                checkpointName: (checkpoint as NSString).lastPathComponent,
+                checkpointSHA256: try SHA256.hexDigest(ofFile: checkpoint), configuration: model.configuration,
+                data: dataLocation, imageCount: Int(statistics.imageCount), seed: seed,
+                imageListSHA256: listHash.hexDigest(), tool: "qmamba \(QMambaCLI.version)")
+        }
+    }
+
+    static func collect(
+        _ arguments: ParsedArguments, model: VimModel, cluster: Communicator, console: Console
+    ) throws -> Collected {
+        let dataset = try DataOptions.dataset(arguments, folderOption: "data", cluster: cluster)
+        let runner = ShardRunner(
+            dataset: dataset, cluster: cluster, batchSize: try arguments.integer("batch-size")!,
+            transform: try DataOptions.transform(arguments, model: model), strict: arguments.flag("strict"),
+            console: console)
+        console.line(
+            "calibrating on \(dataset.samples.count) images, \(cluster.size) rank\(cluster.size == 1 ? "" : "s"), "
+                + "model D \(model.configuration.embedDimension) x \(model.configuration.depth) layers")
+        let ranges = StatisticsObserver(
+            statistics: CalibrationStatistics(depth: model.configuration.depth, length: model.configuration.tokenCount),
+            pass: .ranges)
+        _ = try runner.run(label: "pass 1/2 (ranges)") { batch in _ = try model(batch.images, hooks: ranges) }
+        var (minima, maxima) = ranges.statistics.flatRanges
+        cluster.allReduce(&minima, .minimum)
+        cluster.allReduce(&maxima, .maximum)
+        var statistics = ranges.statistics
+        statistics.startHistograms(minima: minima, maxima: maxima)
+        let counts = StatisticsObserver(statistics: statistics, pass: .histograms)
+        let skipped = try runner.run(label: "pass 2/2 (histograms)") { batch in
+            _ = try model(batch.images, hooks: counts)
+            counts.countImages(batch.images.shape[0])
+        }
+        var flat = counts.statistics.flatCounts
+        cluster.allReduce(&flat, .sum)
+        var merged = counts.statistics
+        merged.setCounts(flat)
+        if skipped > 0 { console.line("\(skipped) unreadable images were skipped (see the warnings)") }
+        return Collected(
+            statistics: merged, dataset: dataset, seed: try DataOptions.seed(arguments),
+            dataLocation: try arguments.required("data"))
+    }
+}

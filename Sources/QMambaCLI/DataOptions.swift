@@ -1,0 +1,153 @@
+import Cluster
+import Foundation
+import ImageData
+import Vim
+
+/// The options that choose images: a folder, an optional label file, a seeded subset.
+enum DataOptions {
+    static func specs(folderName: String, help: String) -> [OptionSpec] {
+        [
+            .value(folderName, "DIR", help, required: true),
+            .value(
+                "labels", "FILE", "label file of '<file> <class>' lines for a flat folder (default: ImageNet layout)"),
+            .value("num-images", "N", "use N images chosen with --seed (default: all)"),
+            .value("seed", "S", "seed of the image choice", default: "0"),
+            .value("batch-size", "N", "images per forward pass on each rank", default: "8"),
+            .value("crop-ratio", "RATIO", "centre-crop ratio of the evaluation transform", default: "0.875"),
+            .flag("strict", "stop at the first unreadable image instead of reporting and skipping it"),
+        ]
+    }
+
+    /// Builds the dataset on rank 0 and sends its list to every rank, so all ranks agree on it even if
+    /// their views of the file system differ.
+    static func dataset(_ arguments: ParsedArguments, folderOption: String, cluster: Communicator) throws
+        -> ImageDataset
+    {
+        let folder = try arguments.required(folderOption)
+        var header: [UInt8] = []
+        var dataset: ImageDataset?
+        if cluster.isRoot {
+            var full: ImageDataset
+            if let labels = arguments.string("labels") {
+                full = try ImageDataset(folder: folder, labelFile: labels)
+            } else {
+                full = try ImageDataset(imageFolder: folder)
+            }
+            if let count = try arguments.integer("num-images") {
+                full = full.subset(count: count, seed: try seed(arguments))
+            }
+            dataset = full
+            header = Array((full.classNames.joined(separator: "\t") + "\n" + full.listing).utf8)
+        }
+        cluster.broadcast(&header)
+        if let dataset { return dataset }
+        let text = String(decoding: header, as: UTF8.self)
+        let newline = text.firstIndex(of: "\n")!
+        return try ImageDataset(
+            root: folder, classNames: text[..<newline].split(separator: "\t").map(String.init),
+            listing: String(text[text.index(after: newline)...]))
+    }
+
+    static func seed(_ arguments: ParsedArguments) throws -> UInt64 {
+        let text = arguments.string("seed")!
+        guard let seed = UInt64(text) else {
+            throw CommandLineError.invalidValue(
+                option: "seed", value: text, reason: "expected a non-negative whole number")
+        }
+        return seed
+    }
+
+    static func transform(_ arguments: ParsedArguments, model: VimModel) throws -> EvaluationTransform {
+        let text = arguments.string("crop-ratio")!
+        guard let ratio = Double(text), ratio > 0, ratio <= 1 else {
+            throw CommandLineError.invalidValue(
+                option: "crop-ratio", value: text, reason: "expected a number in (0, 1]")
+        }
+        return EvaluationTransform(inputSize: model.configuration.imageSize, cropRatio: ratio)
+    }
+}
+
+/// Streams a rank's shard through the model in collective rounds, reporting progress over all ranks
+/// on rank 0. Every rank runs the same number of rounds, so the per-round reductions always match up.
+struct ShardRunner {
+    let dataset: ImageDataset
+    let cluster: Communicator
+    let batchSize: Int
+    let transform: EvaluationTransform
+    let strict: Bool
+    let console: Console
+
+    /// Runs `body` on every batch of this rank's shard. Returns the number of images skipped on all ranks.
+    func run(label: String, _ body: (ImageBatch) throws -> Void) throws -> Int {
+        let shard = dataset.shard(rank: cluster.rank, of: cluster.size)
+        let largestShard = (0..<cluster.size).map { dataset.shard(rank: $0, of: cluster.size).count }.max() ?? 0
+        let rounds = (largestShard + batchSize - 1) / batchSize
+        let loader = BatchLoader(
+            dataset: dataset, indices: Array(shard), batchSize: batchSize, transform: transform, strict: strict)
+        defer { loader.cancel() }
+        let progress = Progress(label: label, total: dataset.samples.count, console: console)
+        var done: Int64 = 0
+        var skipped: Int64 = 0
+        for _ in 0..<max(rounds, 1) {
+            if let batch = try loader.next() {
+                for (index, error) in batch.skipped {
+                    FileHandle.standardError.write(
+                        "qmamba: warning: \(error) (image \(index) skipped)\n".data(using: .utf8)!)
+                }
+                try body(batch)
+                done += Int64(batch.indices.count + batch.skipped.count)
+                skipped += Int64(batch.skipped.count)
+            }
+            var totals = [done, skipped]
+            cluster.allReduce(&totals, .sum)
+            progress.update(Int(totals[0]), skipped: Int(totals[1]))
+        }
+        var totals = [skipped]
+        cluster.allReduce(&totals, .sum)
+        progress.finish()
+        return Int(totals[0])
+    }
+}
+
+/// Progress of a pass on rank 0: a line that updates in place on a terminal, a line per ~10 % in logs.
+final class Progress {
+    private let label: String
+    private let total: Int
+    private let console: Console
+    private let start = Date()
+    private let interactive = isatty(STDOUT_FILENO) != 0
+    private var lastReported = -1
+
+    init(label: String, total: Int, console: Console) {
+        self.label = label
+        self.total = total
+        self.console = console
+    }
+
+    func update(_ done: Int, skipped: Int) {
+        let tenth = total > 0 ? done * 10 / total : 10
+        guard interactive || tenth > lastReported else { return }
+        lastReported = tenth
+        let elapsed = Date().timeIntervalSince(start)
+        let rate = Double(done) / max(elapsed, 1e-9)
+        let left = rate > 0 ? Double(total - done) / rate : 0
+        let text = String(
+            format: "%@: %d/%d images, %.1f images/s, %@ left%@", label, done, total, rate, Self.clock(left),
+            skipped > 0 ? ", \(skipped) skipped" : "")
+        if interactive {
+            console.write("\r" + text)
+        } else {
+            console.line(text)
+        }
+    }
+
+    func finish() {
+        if interactive { console.write("\n") }
+    }
+
+    static func clock(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        return s >= 3600
+            ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
+    }
+}

@@ -1,0 +1,297 @@
+import Foundation
+import Vim
+
+/// The calibration file (`Q.json`): a versioned, canonical record of a fitted `QuantizationPlan` and
+/// where it came from.
+///
+/// Format versions: 1 — first version (this tool 0.1).
+///
+/// The bytes depend only on the model, the calibration images, the method and the settings: nothing
+/// about the run (rank count, timing, host) is written, so runs with 1, 2 or 3 ranks give identical
+/// files.
+public struct CalibrationFile: Sendable {
+    /// The format's name in the file.
+    public static let formatName = "qmamba-calibration"
+    /// The current format version.
+    public static let formatVersion = 1
+
+    /// Where the calibration came from.
+    public struct Provenance: Sendable, Equatable {
+        /// The checkpoint's file name (not its directory, which differs between machines).
+        public var checkpointName: String
+        /// SHA-256 of the checkpoint file.
+        public var checkpointSHA256: String
+        /// The model's configuration.
+        public var configuration: VimConfiguration
+        /// The calibration data location as given.
+        public var data: String
+        /// Images that went through the model.
+        public var imageCount: Int
+        /// Seed of the image subset.
+        public var seed: UInt64
+        /// SHA-256 of the chosen image list (paths relative to the data folder and labels, one per line).
+        public var imageListSHA256: String
+        /// The tool that wrote the file.
+        public var tool: String
+
+        /// Creates a provenance record.
+        public init(
+            checkpointName: String, checkpointSHA256: String, configuration: VimConfiguration, data: String,
+            imageCount: Int, seed: UInt64, imageListSHA256: String, tool: String
+        ) {
+            self.checkpointName = checkpointName
+            self.checkpointSHA256 = checkpointSHA256
+            self.configuration = configuration
+            self.data = data
+            self.imageCount = imageCount
+            self.seed = seed
+            self.imageListSHA256 = imageListSHA256
+            self.tool = tool
+        }
+    }
+
+    /// The fitted quantizers.
+    public var plan: QuantizationPlan
+    /// Where they came from.
+    public var provenance: Provenance
+
+    /// Wraps a plan and its provenance.
+    public init(plan: QuantizationPlan, provenance: Provenance) {
+        self.plan = plan
+        self.provenance = provenance
+    }
+
+    // MARK: - Writing
+
+    /// The canonical encoding.
+    public var encoded: Data {
+        let c = provenance.configuration
+        var activations: [String: CanonicalJSON] = [:]
+        for (point, quantizer) in plan.activations {
+            var entry: [String: CanonicalJSON] = ["quantizer": .string(quantizer.kind)]
+            switch quantizer {
+            case .uniform(let q):
+                entry.merge(Self.uniformFields(q)) { $1 }
+            case .longTailed(let q):
+                entry["bits"] = .integer(q.bits)
+                entry["log_scale"] = .float(q.logScale)
+            case .temporalGroups(let tgq):
+                entry["groups"] = .array(
+                    tgq.groups.map { group in
+                        .object(
+                            Self.uniformFields(group.quantizer).merging([
+                                "start": .integer(group.steps.lowerBound), "end": .integer(group.steps.upperBound),
+                            ]) { $1 })
+                    })
+            }
+            if let median = plan.discreteAMedians[point] { entry["median"] = .float(median) }
+            activations[point.description] = .object(entry)
+        }
+        var weights: [String: CanonicalJSON] = [:]
+        for (point, quantization) in plan.weights {
+            weights[point.description] = .object([
+                "bits": .integer(quantization.bits), "scales": .array(quantization.scales.map { .float($0) }),
+            ])
+        }
+        let document: CanonicalJSON = .object([
+            "format": .string(Self.formatName),
+            "format_version": .integer(Self.formatVersion),
+            "tool": .string(provenance.tool),
+            "model": .object([
+                "checkpoint": .string(provenance.checkpointName),
+                "sha256": .string(provenance.checkpointSHA256),
+                "registered_name": .string(VimRegistry.entry(matching: c)?.name ?? "custom"),
+                "configuration": .object([
+                    "img_size": .integer(c.imageSize), "patch_size": .integer(c.patchSize),
+                    "stride": .integer(c.stride),
+                    "embed_dim": .integer(c.embedDimension), "depth": .integer(c.depth),
+                    "d_state": .integer(c.stateSize),
+                    "num_classes": .integer(c.classCount), "channels": .integer(c.channels),
+                    "expand": .integer(c.expand),
+                    "d_conv": .integer(c.convolutionWidth), "dt_rank": .integer(c.stepRank),
+                    "norm_epsilon": .float(c.normEpsilon),
+                ]),
+            ]),
+            "calibration": .object([
+                "data": .string(provenance.data), "images": .integer(provenance.imageCount),
+                "seed": .string(String(provenance.seed)), "image_list_sha256": .string(provenance.imageListSHA256),
+            ]),
+            "method": .string(plan.method.name),
+            "settings": .object([
+                "weight_bits": .integer(plan.settings.weightBits),
+                "activation_bits": .integer(plan.settings.activationBits),
+                "edge_bits": .integer(plan.settings.edgeBits), "groups": .integer(plan.settings.groups),
+                "ltsq_threshold": .float(plan.settings.ltsqThreshold),
+            ]),
+            "activations": .object(activations),
+            "weights": .object(weights),
+        ])
+        return Data(document.text.utf8)
+    }
+
+    private static func uniformFields(_ q: UniformQuantizer) -> [String: CanonicalJSON] {
+        [
+            "bits": .integer(q.bits), "scale": .float(q.scale), "zero_point": .integer(q.zeroPoint),
+            "symmetric": .bool(q.symmetric),
+        ]
+    }
+
+    // MARK: - Reading
+
+    /// Reads and validates a calibration file.
+    ///
+    /// - Throws: `QuantizationError.invalidCalibrationFile` naming the file and the first problem.
+    public init(contentsOf path: String) throws {
+        func invalid(_ detail: String) -> QuantizationError { .invalidCalibrationFile(path: path, detail: detail) }
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw invalid("cannot read it (\((error as NSError).localizedDescription))")
+        }
+        guard let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw invalid("it is not a JSON object")
+        }
+        guard root["format"] as? String == Self.formatName else { throw invalid("'format' is not \(Self.formatName)") }
+        guard let version = root["format_version"] as? Int, version == Self.formatVersion else {
+            throw invalid(
+                "format_version \(root["format_version"] ?? "missing") is not supported (this tool reads \(Self.formatVersion))"
+            )
+        }
+        let reader = JSONReader(invalid: invalid)
+        let model = try reader.object(root, "model")
+        let configurationObject = try reader.object(model, "configuration")
+        let configurationData = try JSONSerialization.data(withJSONObject: configurationObject)
+        guard let configuration = try? JSONDecoder().decode(VimConfiguration.self, from: configurationData) else {
+            throw invalid("model.configuration is not a Vim configuration")
+        }
+        let calibration = try reader.object(root, "calibration")
+        let settingsObject = try reader.object(root, "settings")
+        var settings = QuantizationSettings(
+            weightBits: try reader.int(settingsObject, "weight_bits"),
+            activationBits: try reader.int(settingsObject, "activation_bits"))
+        settings.edgeBits = try reader.int(settingsObject, "edge_bits")
+        settings.groups = try reader.int(settingsObject, "groups")
+        settings.ltsqThreshold = try reader.float(settingsObject, "ltsq_threshold")
+        let method: CalibrationMethod
+        do {
+            method = try CalibrationMethod.named(try reader.string(root, "method"))
+        } catch {
+            throw invalid("\(error)")
+        }
+        let activationObject = try reader.object(root, "activations")
+        var activations: [(ObservationPoint, ActivationQuantizer)] = []
+        var medians: [ObservationPoint: Float] = [:]
+        for (point, _) in QuantizationPoints.activations(depth: configuration.depth) {
+            let entry = try reader.object(activationObject, point.description)
+            switch try reader.string(entry, "quantizer") {
+            case "uniform": activations.append((point, .uniform(try reader.uniform(entry))))
+            case "ltsq":
+                activations.append(
+                    (
+                        point,
+                        .longTailed(
+                            LongTailedSkewnessQuantizer(
+                                bits: try reader.int(entry, "bits"), logScale: try reader.float(entry, "log_scale")))
+                    ))
+            case "tgq":
+                guard let groups = entry["groups"] as? [[String: Any]], !groups.isEmpty else {
+                    throw invalid("\(point): 'groups' is missing or empty")
+                }
+                var parsed: [TemporalGroupQuantizer.Group] = []
+                for group in groups {
+                    let (start, end) = (try reader.int(group, "start"), try reader.int(group, "end"))
+                    guard start == (parsed.last?.steps.upperBound ?? 0), end > start else {
+                        throw invalid("\(point): TGQ groups do not tile the time steps")
+                    }
+                    parsed.append(.init(steps: start..<end, quantizer: try reader.uniform(group)))
+                }
+                guard parsed.last!.steps.upperBound == configuration.tokenCount else {
+                    throw invalid(
+                        "\(point): TGQ groups cover \(parsed.last!.steps.upperBound) steps, the model has \(configuration.tokenCount)"
+                    )
+                }
+                activations.append((point, .temporalGroups(TemporalGroupQuantizer(groups: parsed))))
+            case let other:
+                throw invalid("\(point): unknown quantizer '\(other)'")
+            }
+            if entry["median"] != nil { medians[point] = try reader.float(entry, "median") }
+        }
+        let weightObject = try reader.object(root, "weights")
+        var weights: [(WeightPoint, WeightQuantization)] = []
+        for point in WeightPoint.all(depth: configuration.depth) {
+            let entry = try reader.object(weightObject, point.description)
+            guard let scales = entry["scales"] as? [NSNumber],
+                scales.allSatisfy({ $0.floatValue > 0 && $0.floatValue.isFinite })
+            else { throw invalid("\(point): 'scales' must be positive numbers") }
+            weights.append(
+                (point, WeightQuantization(bits: try reader.int(entry, "bits"), scales: scales.map(\.floatValue))))
+        }
+        plan = QuantizationPlan(
+            method: method, settings: settings, activations: activations, weights: weights, discreteAMedians: medians)
+        guard let seed = UInt64(try reader.string(calibration, "seed")) else {
+            throw invalid("calibration.seed is not a number")
+        }
+        provenance = Provenance(
+            checkpointName: try reader.string(model, "checkpoint"),
+            checkpointSHA256: try reader.string(model, "sha256"),
+            configuration: configuration, data: try reader.string(calibration, "data"),
+            imageCount: try reader.int(calibration, "images"), seed: seed,
+            imageListSHA256: try reader.string(calibration, "image_list_sha256"), tool: try reader.string(root, "tool"))
+    }
+
+    /// Checks that the plan fits `configuration` and has one weight scale per output channel.
+    public func validate(against configuration: VimConfiguration, weights: VimWeights, path: String) throws {
+        guard provenance.configuration == configuration else {
+            throw QuantizationError.invalidCalibrationFile(
+                path: path, detail: "it was made for another model configuration (\(provenance.checkpointName))")
+        }
+        for (point, quantization) in plan.weights where quantization.scales.count != point.matrix(in: weights).shape[0]
+        {
+            throw QuantizationError.invalidCalibrationFile(
+                path: path,
+                detail:
+                    "\(point) has \(quantization.scales.count) scales for \(point.matrix(in: weights).shape[0]) channels"
+            )
+        }
+    }
+}
+
+/// Typed access to `JSONSerialization` output with errors naming the key.
+private struct JSONReader {
+    let invalid: (String) -> QuantizationError
+
+    func object(_ parent: [String: Any], _ key: String) throws -> [String: Any] {
+        guard let value = parent[key] as? [String: Any] else { throw invalid("'\(key)' is missing or not an object") }
+        return value
+    }
+
+    func string(_ parent: [String: Any], _ key: String) throws -> String {
+        guard let value = parent[key] as? String else { throw invalid("'\(key)' is missing or not a string") }
+        return value
+    }
+
+    func int(_ parent: [String: Any], _ key: String) throws -> Int {
+        guard let number = parent[key] as? NSNumber, let value = Int(exactly: number.doubleValue) else {
+            throw invalid("'\(key)' is missing or not an integer")
+        }
+        return value
+    }
+
+    func float(_ parent: [String: Any], _ key: String) throws -> Float {
+        guard let number = parent[key] as? NSNumber, number.floatValue.isFinite else {
+            throw invalid("'\(key)' is missing or not a finite number")
+        }
+        return number.floatValue
+    }
+
+    func uniform(_ entry: [String: Any]) throws -> UniformQuantizer {
+        let bits = try int(entry, "bits")
+        let scale = try float(entry, "scale")
+        guard (1...16).contains(bits), scale > 0 else {
+            throw invalid("a quantizer has bits \(bits) and scale \(scale)")
+        }
+        guard let symmetric = entry["symmetric"] as? Bool else { throw invalid("'symmetric' is missing") }
+        return UniformQuantizer(scale: scale, zeroPoint: try int(entry, "zero_point"), bits: bits, symmetric: symmetric)
+    }
+}

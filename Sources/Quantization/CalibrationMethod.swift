@@ -1,0 +1,143 @@
+/// How activation ranges are chosen from the statistics.
+public enum RangeFitter: String, CaseIterable, Sendable {
+    /// The observed minimum and maximum.
+    case minmax
+    /// The 0.01 % and 99.99 % quantiles.
+    case percentile
+    /// The clipping range with the least expected squared error (coordinate descent on both ends).
+    case mse
+}
+
+/// How Ā is quantized.
+public enum DiscreteAQuantization: String, Sendable {
+    /// A uniform quantizer fitted like the other activations.
+    case uniform
+    /// LtSQ with the published rule (s = 1), where the median of Ā exceeds the threshold.
+    case ltsq
+    /// LtSQ with the scale inside the logarithm searched for least squared error.
+    case ltsqSearch = "ltsq-search"
+}
+
+/// How h_t is quantized.
+public enum HiddenStateQuantization: String, Sendable {
+    /// One uniform quantizer for all time steps.
+    case perTensor = "per-tensor"
+    /// TGQ with equal-length groups.
+    case tgq
+    /// TGQ with group boundaries chosen by dynamic programming.
+    case tgqDP = "tgq-dp"
+}
+
+/// A calibration method: one entry of the method table.
+public struct CalibrationMethod: Sendable, Equatable {
+    /// The name used on the command line and in files.
+    public let name: String
+    /// How activation ranges are fitted.
+    public let rangeFitter: RangeFitter
+    /// The quantizer of Ā.
+    public let discreteA: DiscreteAQuantization
+    /// The quantizer of h_t.
+    public let hiddenState: HiddenStateQuantization
+    /// One line for help and reports.
+    public let summary: String
+
+    /// Every method, baselines first. The table drives `--method` validation, help, reports and tests.
+    public static let table: [CalibrationMethod] = [
+        CalibrationMethod(
+            name: "minmax", rangeFitter: .minmax, discreteA: .uniform, hiddenState: .perTensor,
+            summary: "uniform quantizers on the observed ranges"),
+        CalibrationMethod(
+            name: "percentile", rangeFitter: .percentile, discreteA: .uniform, hiddenState: .perTensor,
+            summary: "uniform quantizers on the 0.01%-99.99% quantile ranges"),
+        CalibrationMethod(
+            name: "mse", rangeFitter: .mse, discreteA: .uniform, hiddenState: .perTensor,
+            summary: "uniform quantizers with clipping searched for least squared error"),
+        CalibrationMethod(
+            name: "mse+ltsq", rangeFitter: .mse, discreteA: .ltsq, hiddenState: .perTensor,
+            summary: "mse, with LtSQ for the discrete parameter A_bar (ablation)"),
+        CalibrationMethod(
+            name: "mse+ltsq-search", rangeFitter: .mse, discreteA: .ltsqSearch, hiddenState: .perTensor,
+            summary: "mse, with searched-scale LtSQ for A_bar (ablation)"),
+        CalibrationMethod(
+            name: "mse+tgq", rangeFitter: .mse, discreteA: .uniform, hiddenState: .tgq,
+            summary: "mse, with equal-group TGQ for the hidden state h (ablation)"),
+        CalibrationMethod(
+            name: "mse+tgq-dp", rangeFitter: .mse, discreteA: .uniform, hiddenState: .tgqDP,
+            summary: "mse, with DP-grouped TGQ for h (ablation)"),
+        CalibrationMethod(
+            name: "qmamba", rangeFitter: .mse, discreteA: .ltsq, hiddenState: .tgq,
+            summary: "QMamba: LtSQ for A_bar, TGQ for h, mse elsewhere"),
+        CalibrationMethod(
+            name: "qmamba-search", rangeFitter: .mse, discreteA: .ltsqSearch, hiddenState: .tgqDP,
+            summary: "QMamba with searched-scale LtSQ and DP-grouped TGQ"),
+    ]
+
+    /// The method with this name.
+    ///
+    /// - Throws: `QuantizationError.unknownMethod` listing the valid names.
+    public static func named(_ name: String) throws -> CalibrationMethod {
+        guard let method = table.first(where: { $0.name == name }) else {
+            throw QuantizationError.unknownMethod(name, known: table.map(\.name))
+        }
+        return method
+    }
+}
+
+/// The bit widths and method parameters of one calibration.
+public struct QuantizationSettings: Sendable, Equatable {
+    /// Bits of block weights.
+    public var weightBits: Int
+    /// Bits of block activations.
+    public var activationBits: Int
+    /// Bits of the patch embedding and head (weights and inputs).
+    public var edgeBits: Int = 8
+    /// TGQ groups G.
+    public var groups: Int = 8
+    /// LtSQ is used where the median of Ā exceeds this (a uniform quantizer otherwise).
+    public var ltsqThreshold: Float = 0.5
+
+    /// Settings with the given bit widths and default parameters.
+    public init(weightBits: Int, activationBits: Int) {
+        self.weightBits = weightBits
+        self.activationBits = activationBits
+    }
+
+    /// Parses `W4A8`-style names (case-insensitive).
+    public init(named name: String) throws {
+        let upper = name.uppercased()
+        guard upper.hasPrefix("W"), let a = upper.firstIndex(of: "A"),
+            let w = Int(upper[upper.index(after: upper.startIndex)..<a]),
+            let activation = Int(upper[upper.index(after: a)...]), (2...16).contains(w), (2...16).contains(activation)
+        else { throw QuantizationError.invalidSetting(name) }
+        self.init(weightBits: w, activationBits: activation)
+    }
+
+    /// The `W4A8`-style name.
+    public var name: String { "W\(weightBits)A\(activationBits)" }
+}
+
+/// Why quantization could not be set up.
+public enum QuantizationError: Error, CustomStringConvertible, Equatable {
+    /// A method name that is not in the table.
+    case unknownMethod(String, known: [String])
+    /// A bit setting that cannot be parsed.
+    case invalidSetting(String)
+    /// A calibration file that cannot be used.
+    case invalidCalibrationFile(path: String, detail: String)
+    /// Statistics without any observed value for a point.
+    case noData(point: String)
+
+    /// A message that names the problem and what is accepted.
+    public var description: String {
+        switch self {
+        case .unknownMethod(let name, let known):
+            return "unknown method '\(name)'; methods: \(known.joined(separator: ", "))"
+        case .invalidSetting(let name):
+            return "invalid bit setting '\(name)' (expected e.g. W4A8: weight bits then activation bits, 2 to 16)"
+        case .invalidCalibrationFile(let path, let detail):
+            return "\(path): not a usable calibration file: \(detail)"
+        case .noData(let point):
+            return "no values were observed at \(point); calibrate on at least one image"
+        }
+    }
+}

@@ -1,0 +1,173 @@
+import TensorModule
+import Vim
+
+/// What calibration keeps of the activations: per point, ranges and fixed-grid integer histograms.
+///
+/// Collection runs in two passes over the same images. The range pass records minima and maxima
+/// (per time step for h); ranks merge them with MIN and MAX. The histogram pass counts values on grids
+/// built from those merged ranges; ranks merge the counts with an integer SUM. Both merges are exact and
+/// independent of order, so the statistics, and everything fitted from them, do not depend on how many
+/// ranks ran. Memory depends on the model, never on the number of images.
+public struct CalibrationStatistics: Sendable {
+    /// Bins of a per-tensor histogram.
+    public static let tensorBins = 2048
+    /// Bins of a per-time-step histogram of h.
+    public static let stepBins = 256
+    /// Bins of the histogram of −log2(1 − Ā) over [0, 32].
+    public static let logBins = 2048
+
+    /// The statistics of one point.
+    public struct Point: Sendable {
+        /// Which tensor.
+        public let point: ObservationPoint
+        /// How it is quantized.
+        public let role: PointRole
+        /// Smallest value seen, per time step for h (one entry otherwise).
+        public var minimum: [Float]
+        /// Largest value seen, per time step for h (one entry otherwise).
+        public var maximum: [Float]
+        /// Histograms on the merged ranges: one per time step for h, one otherwise (empty in the range pass).
+        public var histograms: [Histogram] = []
+        /// For Ā: the histogram of −log2(1 − Ā).
+        public var logHistogram: Histogram?
+    }
+
+    /// Per point, in `QuantizationPoints.activations` order.
+    public var points: [Point]
+    /// Images that went through the model.
+    public var imageCount: Int64 = 0
+    let index: [ObservationPoint: Int]
+
+    /// Empty range statistics for a model of `depth` blocks and `length` tokens.
+    public init(depth: Int, length: Int) {
+        points = QuantizationPoints.activations(depth: depth).map { point, role in
+            let entries = role == .hiddenState ? length : 1
+            return Point(
+                point: point, role: role, minimum: [Float](repeating: .infinity, count: entries),
+                maximum: [Float](repeating: -.infinity, count: entries))
+        }
+        index = Dictionary(uniqueKeysWithValues: points.enumerated().map { ($1.point, $0) })
+    }
+
+    /// The statistics of `point`, if it is a quantization point.
+    public subscript(point: ObservationPoint) -> Point? { index[point].map { points[$0] } }
+
+    // MARK: - Range pass
+
+    mutating func observeRange(_ i: Int, step: Int, _ values: [Float]) {
+        var low = points[i].minimum[step]
+        var high = points[i].maximum[step]
+        for v in values where !v.isNaN {
+            low = min(low, v)
+            high = max(high, v)
+        }
+        points[i].minimum[step] = low
+        points[i].maximum[step] = high
+    }
+
+    /// The minima and maxima as flat arrays, for MIN and MAX reductions across ranks.
+    public var flatRanges: (minima: [Double], maxima: [Double]) {
+        (points.flatMap { $0.minimum.map(Double.init) }, points.flatMap { $0.maximum.map(Double.init) })
+    }
+
+    /// Replaces the ranges by merged ones (the layout of `flatRanges`) and prepares empty histograms on
+    /// them.
+    public mutating func startHistograms(minima: [Double], maxima: [Double]) {
+        var offset = 0
+        for i in points.indices {
+            let n = points[i].minimum.count
+            points[i].minimum = minima[offset..<(offset + n)].map { Float($0) }
+            points[i].maximum = maxima[offset..<(offset + n)].map { Float($0) }
+            offset += n
+            let bins = points[i].role == .hiddenState ? Self.stepBins : Self.tensorBins
+            points[i].histograms = (0..<n).map { step in
+                let (low, high) = (points[i].minimum[step], points[i].maximum[step])
+                return low <= high
+                    ? Histogram(lower: low, upper: high, bins: bins) : Histogram(lower: 0, upper: 0, bins: bins)
+            }
+            if points[i].role == .discreteA {
+                points[i].logHistogram = Histogram(
+                    lower: 0, upper: LongTailedSkewnessQuantizer.maximumLogDistance, bins: Self.logBins)
+            }
+        }
+    }
+
+    // MARK: - Histogram pass
+
+    mutating func observeCounts(_ i: Int, step: Int, _ values: [Float]) {
+        points[i].histograms[step].add(values)
+        if points[i].role == .discreteA {
+            points[i].logHistogram!.add(values.lazy.map(LongTailedSkewnessQuantizer.logDistance))
+        }
+    }
+
+    /// Every count, flattened in a fixed order, for a SUM reduction across ranks (the image count last).
+    public var flatCounts: [Int64] {
+        var flat: [Int64] = []
+        for point in points {
+            for histogram in point.histograms { flat += histogram.counts }
+            if let log = point.logHistogram { flat += log.counts }
+        }
+        return flat + [imageCount]
+    }
+
+    /// Replaces the counts by merged ones (the layout of `flatCounts`).
+    public mutating func setCounts(_ flat: [Int64]) {
+        var offset = 0
+        func take(_ n: Int) -> [Int64] {
+            defer { offset += n }
+            return Array(flat[offset..<(offset + n)])
+        }
+        for i in points.indices {
+            for h in points[i].histograms.indices {
+                points[i].histograms[h].counts = take(points[i].histograms[h].counts.count)
+            }
+            if let log = points[i].logHistogram { points[i].logHistogram!.counts = take(log.counts.count) }
+        }
+        imageCount = flat[offset]
+    }
+}
+
+/// Records calibration statistics from the forward pass: ranges in the first pass, histograms in
+/// the second.
+public final class StatisticsObserver: ForwardHooks {
+    /// What the observer records.
+    public enum Pass: Sendable {
+        case ranges, histograms
+    }
+
+    /// The statistics gathered so far.
+    public private(set) var statistics: CalibrationStatistics
+    private let pass: Pass
+
+    /// Starts recording into `statistics` (empty for the range pass, with histograms for the second).
+    public init(statistics: CalibrationStatistics, pass: Pass) {
+        self.statistics = statistics
+        self.pass = pass
+    }
+
+    /// Counts the images of a finished batch.
+    public func countImages(_ n: Int) { statistics.imageCount += Int64(n) }
+
+    /// Records a tensor at a quantization point.
+    public func process(_ point: ObservationPoint, _ tensor: inout Tensor) {
+        guard let i = statistics.index[point] else { return }
+        record(i, step: 0, tensor.scalars)
+    }
+
+    /// Ā, B̄ and h are observed in every scan.
+    public func needsScanInternals(layer: Int, direction: ScanDirection) -> Bool { true }
+
+    /// Records Ā_t, B̄_t or h_t (h per time step).
+    public func processScanStep(_ point: ObservationPoint, image: Int, timeStep: Int, _ values: inout [Float]) {
+        guard let i = statistics.index[point] else { return }
+        record(i, step: statistics.points[i].role == .hiddenState ? timeStep : 0, values)
+    }
+
+    private func record(_ i: Int, step: Int, _ values: [Float]) {
+        switch pass {
+        case .ranges: statistics.observeRange(i, step: step, values)
+        case .histograms: statistics.observeCounts(i, step: step, values)
+        }
+    }
+}

@@ -1,0 +1,160 @@
+import TensorModule
+import Vim
+
+/// The quantizer of one activation point.
+public enum ActivationQuantizer: Equatable, Sendable {
+    /// A uniform affine quantizer.
+    case uniform(UniformQuantizer)
+    /// LtSQ (Ā only).
+    case longTailed(LongTailedSkewnessQuantizer)
+    /// TGQ (h only).
+    case temporalGroups(TemporalGroupQuantizer)
+
+    /// The quantizer's name in files and reports.
+    public var kind: String {
+        switch self {
+        case .uniform: return "uniform"
+        case .longTailed: return "ltsq"
+        case .temporalGroups: return "tgq"
+        }
+    }
+}
+
+/// Per-output-channel symmetric quantization of one weight matrix.
+public struct WeightQuantization: Equatable, Sendable {
+    /// Bit width.
+    public var bits: Int
+    /// One scale per output channel.
+    public var scales: [Float]
+
+    /// The matrix [channels, inputs] snapped to each channel's grid.
+    public func fakeQuantize(_ matrix: Tensor) -> Tensor {
+        let columns = matrix.shape[1]
+        var out = matrix.scalars
+        for (row, scale) in scales.enumerated() {
+            let quantizer = UniformQuantizer(scale: scale, zeroPoint: 0, bits: bits, symmetric: true)
+            for i in (row * columns)..<((row + 1) * columns) { out[i] = quantizer.fakeQuantize(out[i]) }
+        }
+        return Tensor(shape: matrix.shape, scalars: out)
+    }
+}
+
+/// Every fitted quantizer of a model: the result of calibration.
+public struct QuantizationPlan: Sendable, Equatable {
+    /// The method that produced it.
+    public var method: CalibrationMethod
+    /// Bit widths and parameters.
+    public var settings: QuantizationSettings
+    /// Activation quantizers in `QuantizationPoints.activations` order.
+    public var activations: [(point: ObservationPoint, quantizer: ActivationQuantizer)]
+    /// Weight quantization in `WeightPoint.all` order.
+    public var weights: [(point: WeightPoint, quantization: WeightQuantization)]
+    /// The median of Ā at each Ā point (what decided between LtSQ and uniform).
+    public var discreteAMedians: [ObservationPoint: Float]
+
+    /// Compares everything, point by point.
+    public static func == (a: QuantizationPlan, b: QuantizationPlan) -> Bool {
+        a.method == b.method && a.settings == b.settings && a.discreteAMedians == b.discreteAMedians
+            && a.activations.map(\.point) == b.activations.map(\.point)
+            && a.activations.map(\.quantizer) == b.activations.map(\.quantizer)
+            && a.weights.map(\.point) == b.weights.map(\.point)
+            && a.weights.map(\.quantization) == b.weights.map(\.quantization)
+    }
+
+    /// Fits every quantizer: weights from the model, activations from the merged statistics.
+    ///
+    /// - Throws: `QuantizationError.noData` when a point saw no values.
+    public static func fit(
+        statistics: CalibrationStatistics, weights: VimWeights, method: CalibrationMethod,
+        settings: QuantizationSettings
+    ) throws -> QuantizationPlan {
+        var activations: [(ObservationPoint, ActivationQuantizer)] = []
+        var medians: [ObservationPoint: Float] = [:]
+        for entry in statistics.points {
+            let bits = entry.role == .edgeActivation ? settings.edgeBits : settings.activationBits
+            let samples = WeightedSamples(entry.histograms)
+            guard !samples.isEmpty else { throw QuantizationError.noData(point: entry.point.description) }
+            let quantizer: ActivationQuantizer
+            switch entry.role {
+            case .activation, .edgeActivation, .discreteB:
+                quantizer = .uniform(Fitting.uniform(samples, bits: bits, fitter: method.rangeFitter))
+            case .discreteA:
+                let median = samples.quantile(0.5)
+                medians[entry.point] = median
+                if method.discreteA != .uniform && median > settings.ltsqThreshold, let log = entry.logHistogram {
+                    quantizer = .longTailed(
+                        Fitting.longTailed(log, bits: bits, search: method.discreteA == .ltsqSearch))
+                } else {
+                    quantizer = .uniform(Fitting.uniform(samples, bits: bits, fitter: method.rangeFitter))
+                }
+            case .hiddenState:
+                switch method.hiddenState {
+                case .perTensor:
+                    quantizer = .uniform(Fitting.uniform(samples, bits: bits, fitter: method.rangeFitter))
+                case .tgq, .tgqDP:
+                    quantizer = .temporalGroups(
+                        Fitting.temporalGroups(
+                            entry.histograms, bits: bits, groups: settings.groups, fitter: method.rangeFitter,
+                            dynamic: method.hiddenState == .tgqDP))
+                }
+            }
+            activations.append((entry.point, quantizer))
+        }
+        let fittedWeights = WeightPoint.all(depth: weights.layers.count).map { point in
+            let bits = point.kind.isEdge ? settings.edgeBits : settings.weightBits
+            return (
+                point,
+                WeightQuantization(bits: bits, scales: Fitting.weightScales(point.matrix(in: weights), bits: bits))
+            )
+        }
+        return QuantizationPlan(
+            method: method, settings: settings, activations: activations, weights: fittedWeights,
+            discreteAMedians: medians)
+    }
+
+    /// The weights with every quantized matrix snapped to its grid.
+    public func quantizedWeights(_ weights: VimWeights) -> VimWeights {
+        var result = weights
+        for (point, quantization) in self.weights {
+            point.replace(in: &result, with: quantization.fakeQuantize(point.matrix(in: weights)))
+        }
+        return result
+    }
+}
+
+/// Runs the forward pass with every activation point of a plan fake-quantized: values are snapped to
+/// the integer grid and dequantized. Ā, B̄ and h are quantized inside the scan at every step; the
+/// quantized h_t is what step t + 1 reuses, TGQ choosing the quantizer of t's group.
+public final class FakeQuantizationHooks: ForwardHooks {
+    private let quantizers: [ObservationPoint: ActivationQuantizer]
+    private let scanLayers: Set<Int>
+
+    /// Hooks applying `plan`'s activation quantizers.
+    public init(plan: QuantizationPlan) {
+        quantizers = Dictionary(uniqueKeysWithValues: plan.activations.map { ($0.point, $0.quantizer) })
+        scanLayers = Set(plan.activations.filter { $0.point.site.isScanInternal }.compactMap(\.point.layer))
+    }
+
+    /// Snaps a tensor at a quantized point.
+    public func process(_ point: ObservationPoint, _ tensor: inout Tensor) {
+        guard case .uniform(let quantizer)? = quantizers[point] else { return }
+        quantizer.fakeQuantize(&tensor.scalars)
+    }
+
+    /// Whether this block's scans have quantized internals.
+    public func needsScanInternals(layer: Int, direction: ScanDirection) -> Bool { scanLayers.contains(layer) }
+
+    /// Snaps Ā_t, B̄_t or h_t at one step.
+    public func processScanStep(_ point: ObservationPoint, image: Int, timeStep: Int, _ values: inout [Float]) {
+        switch quantizers[point] {
+        case .uniform(let quantizer)?:
+            quantizer.fakeQuantize(&values)
+        case .longTailed(let quantizer)?:
+            for i in values.indices { values[i] = quantizer.fakeQuantize(values[i]) }
+        case .temporalGroups(let tgq)?:
+            tgq.quantizer(atStep: timeStep).fakeQuantize(&values)
+        case nil:
+            break
+        }
+    }
+}

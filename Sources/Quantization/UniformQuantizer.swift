@@ -1,0 +1,87 @@
+/// Uniform affine quantization to a `bits`-bit integer grid.
+///
+/// Asymmetric: q = clamp(round(v / s) + z, 0, 2^b − 1), v̂ = s · (q − z). Symmetric: z = 0 and
+/// q ∈ [−(2^(b−1) − 1), 2^(b−1) − 1]. Rounding is half to even, as `torch.round`.
+///
+/// | bits | symmetric | grid |
+/// |---|---|---|
+/// | 4 | no | 0 … 15 |
+/// | 4 | yes | −7 … 7 |
+/// | 8 | no | 0 … 255 |
+public struct UniformQuantizer: Equatable, Sendable {
+    /// Step between grid values.
+    public var scale: Float
+    /// The integer that represents 0; any integer (the grid need not contain 0 for one-sided data).
+    public var zeroPoint: Int
+    /// Bit width.
+    public var bits: Int
+    /// Whether the grid is symmetric around 0 (z = 0).
+    public var symmetric: Bool
+
+    /// Smallest step allowed: a constant tensor would otherwise divide by zero.
+    public static let minimumScale: Float = 1e-12
+
+    /// The smallest and largest integer codes.
+    public var codeRange: ClosedRange<Int> {
+        symmetric ? -((1 << (bits - 1)) - 1)...((1 << (bits - 1)) - 1) : 0...((1 << bits) - 1)
+    }
+
+    /// The asymmetric quantizer whose grid runs from `lower` to `upper`: s = (upper − lower) / (2^b − 1),
+    /// z = round(−lower / s).
+    public init(lower: Float, upper: Float, bits: Int) {
+        precondition(bits >= 1 && bits <= 16)
+        let levels = Float((1 << bits) - 1)
+        let scale = max((upper - lower) / levels, UniformQuantizer.minimumScale)
+        self.scale = scale
+        self.zeroPoint = Int((-lower / scale).rounded(.toNearestOrEven))
+        self.bits = bits
+        self.symmetric = false
+    }
+
+    /// The symmetric quantizer whose largest code represents `absoluteMaximum`.
+    public init(absoluteMaximum: Float, bits: Int) {
+        precondition(bits >= 2 && bits <= 16)
+        self.scale = max(absoluteMaximum / Float((1 << (bits - 1)) - 1), UniformQuantizer.minimumScale)
+        self.zeroPoint = 0
+        self.bits = bits
+        self.symmetric = true
+    }
+
+    /// Creates a quantizer from stored parameters.
+    public init(scale: Float, zeroPoint: Int, bits: Int, symmetric: Bool) {
+        self.scale = scale
+        self.zeroPoint = zeroPoint
+        self.bits = bits
+        self.symmetric = symmetric
+    }
+
+    /// The integer code of `value`.
+    @inline(__always) public func code(_ value: Float) -> Int {
+        let range = codeRange
+        let q = (value / scale).rounded(.toNearestOrEven) + Float(zeroPoint)
+        guard q.isFinite else { return value > 0 ? range.upperBound : range.lowerBound }
+        return min(max(Int(q), range.lowerBound), range.upperBound)
+    }
+
+    /// The value a code stands for.
+    @inline(__always) public func value(ofCode code: Int) -> Float {
+        scale * Float(code - zeroPoint)
+    }
+
+    /// `value` snapped to the grid.
+    @inline(__always) public func fakeQuantize(_ value: Float) -> Float {
+        self.value(ofCode: code(value))
+    }
+
+    /// Snaps every element in place.
+    public func fakeQuantize(_ values: inout [Float]) {
+        let range = codeRange
+        let (lower, upper) = (Float(range.lowerBound), Float(range.upperBound))
+        let zero = Float(zeroPoint)
+        for i in values.indices {
+            // Divide rather than multiply by 1/scale: the product can round a tie the other way.
+            let q = min(max((values[i] / scale).rounded(.toNearestOrEven) + zero, lower), upper)
+            values[i] = scale * (q - zero)
+        }
+    }
+}

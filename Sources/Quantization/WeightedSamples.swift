@@ -1,0 +1,46 @@
+/// Histogram bins as weighted samples (bin centre, count), pooled from one or more histograms that
+/// may have different grids (h's per-step histograms). Fitters evaluate candidate quantizers on them.
+struct WeightedSamples {
+    var values: [Float] = []
+    var weights: [Double] = []
+    var minimum: Float = .infinity
+    var maximum: Float = -.infinity
+
+    init<S: Sequence>(_ histograms: S) where S.Element == Histogram {
+        for histogram in histograms {
+            guard let occupied = histogram.occupiedBins else { continue }
+            minimum = min(minimum, histogram.lower)
+            maximum = max(maximum, histogram.upper)
+            for bin in occupied where histogram.counts[bin] > 0 {
+                values.append(histogram.center(bin))
+                weights.append(Double(histogram.counts[bin]))
+            }
+        }
+    }
+
+    var isEmpty: Bool { values.isEmpty }
+
+    var total: Double { weights.reduce(0, +) }
+
+    /// Σ weight · (v − Q(v))².
+    func squaredError(_ quantize: (Float) -> Float) -> Double {
+        var error = 0.0
+        for i in values.indices {
+            let d = Double(values[i] - quantize(values[i]))
+            error += weights[i] * d * d
+        }
+        return error
+    }
+
+    /// The value below which `fraction` of the weight lies (bin centres, sorted).
+    func quantile(_ fraction: Double) -> Float {
+        let order = values.indices.sorted { values[$0] < values[$1] }
+        let target = fraction * total
+        var cumulative = 0.0
+        for i in order {
+            cumulative += weights[i]
+            if cumulative >= target { return values[i] }
+        }
+        return order.last.map { values[$0] } ?? 0
+    }
+}
