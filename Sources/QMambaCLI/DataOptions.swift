@@ -20,20 +20,21 @@ enum DataOptions {
 
     /// Builds the dataset on rank 0 and sends its list to every rank, so all ranks agree on it even if
     /// their views of the file system differ.
-    static func dataset(_ arguments: ParsedArguments, folderOption: String, cluster: Communicator) throws
-        -> ImageDataset
-    {
+    static func dataset(
+        _ arguments: ParsedArguments, folderOption: String, labelOption: String = "labels", cluster: Communicator,
+        subset: Bool = true
+    ) throws -> ImageDataset {
         let folder = try arguments.required(folderOption)
         var header: [UInt8] = []
         var dataset: ImageDataset?
         if cluster.isRoot {
             var full: ImageDataset
-            if let labels = arguments.string("labels") {
+            if let labels = arguments.string(labelOption) {
                 full = try ImageDataset(folder: folder, labelFile: labels)
             } else {
                 full = try ImageDataset(imageFolder: folder)
             }
-            if let count = try arguments.integer("num-images") {
+            if subset, let count = try arguments.integer("num-images") {
                 full = full.subset(count: count, seed: try seed(arguments))
             }
             dataset = full

@@ -149,6 +149,12 @@ public struct CalibrationFile: Sendable {
         } catch {
             throw invalid("cannot read it (\((error as NSError).localizedDescription))")
         }
+        try self.init(data: data, path: path)
+    }
+
+    /// Parses calibration-file bytes; `path` only names them in errors.
+    public init(data: Data, path: String) throws {
+        func invalid(_ detail: String) -> QuantizationError { .invalidCalibrationFile(path: path, detail: detail) }
         guard let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw invalid("it is not a JSON object")
         }

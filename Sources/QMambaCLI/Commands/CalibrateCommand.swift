@@ -123,9 +123,10 @@ enum Calibration {
     }
 
     static func collect(
-        _ arguments: ParsedArguments, model: VimModel, cluster: Communicator, console: Console
+        _ arguments: ParsedArguments, model: VimModel, cluster: Communicator, console: Console,
+        folderOption: String = "data"
     ) throws -> Collected {
-        let dataset = try DataOptions.dataset(arguments, folderOption: "data", cluster: cluster)
+        let dataset = try DataOptions.dataset(arguments, folderOption: folderOption, cluster: cluster)
         let runner = ShardRunner(
             dataset: dataset, cluster: cluster, batchSize: try arguments.integer("batch-size")!,
             transform: try DataOptions.transform(arguments, model: model), strict: arguments.flag("strict"),
@@ -154,6 +155,6 @@ enum Calibration {
         if skipped > 0 { console.line("\(skipped) unreadable images were skipped (see the warnings)") }
         return Collected(
             statistics: merged, dataset: dataset, seed: try DataOptions.seed(arguments),
-            dataLocation: try arguments.required("data"))
+            dataLocation: try arguments.required(folderOption))
     }
 }

@@ -1,6 +1,7 @@
 import Checkpoint
 import Cluster
 import Foundation
+import Quantization
 import TensorModule
 import Vim
 
@@ -19,6 +20,7 @@ enum ForwardCommand: Command {
                 required: true),
             .value("output", "FILE", "where to write the logits (.npy)", required: true),
             .value("batch-size", "N", "images per forward pass on each rank", default: "8"),
+            .value("quant", "FILE", "calibration file (Q.json): compute the fake-quantized model's logits"),
         ]
     static let usesCluster = true
 
@@ -28,7 +30,14 @@ enum ForwardCommand: Command {
         let outputPath = try arguments.required("output")
         let batchSize = try arguments.integer("batch-size")!
         try OutputPath.check(outputPath, inputs: [inputPath, try arguments.required("checkpoint")])
-        let (_, model) = try ModelOptions.load(arguments)
+        let (_, loaded) = try ModelOptions.load(arguments)
+        var plan: QuantizationPlan?
+        if let path = arguments.string("quant") {
+            let file = try CalibrationFile(contentsOf: path)
+            try file.validate(against: loaded.configuration, weights: loaded.weights, path: path)
+            plan = file.plan
+        }
+        let (model, hooks) = Evaluation.quantized(loaded, plan: plan)
         let images = try NumPyArray(contentsOf: inputPath).tensor
         let c = model.configuration
         guard images.rank == 4, images.shape[1] == c.channels, images.shape[2] == c.imageSize,
@@ -45,7 +54,7 @@ enum ForwardCommand: Command {
         var start = shard.lowerBound
         while start < shard.upperBound {
             let end = min(start + batchSize, shard.upperBound)
-            logits += try model(images.slice(outer: start..<end)).scalars
+            logits += try model(images.slice(outer: start..<end), hooks: hooks).scalars
             start = end
         }
         var seconds = [Communicator.time - started]

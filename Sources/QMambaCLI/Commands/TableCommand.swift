@@ -1,0 +1,158 @@
+import Checkpoint
+import Cluster
+import Foundation
+import ImageData
+import Quantization
+import Vim
+
+/// `qmamba table`: the paper's comparison table in one MPI job.
+enum TableCommand: Command {
+    static let name = "table"
+    static let abstract = "Calibrate and evaluate every method at every bit setting in one job: the paper's table"
+    static let discussion = """
+        Loads the model once and collects calibration statistics once (they do not depend on the method or the bits). \
+        For each setting and method, rank 0 fits the quantizers and sends them to every rank, and all ranks evaluate \
+        their validation shards. Writes <prefix>.md and <prefix>.json: rows = methods (fp32 on top), columns = settings, \
+        cells = top-1 (top-5).
+        """
+    static let options =
+        ModelOptions.specs
+        + DataOptions.specs(folderName: "calib", help: "calibration images (ImageNet layout, or flat with --labels)")
+        + [
+            .value("val", "DIR", "validation images (ImageNet layout)", required: true),
+            .value("val-labels", "FILE", "label file for a flat validation folder"),
+            .value("settings", "LIST", "bit settings", default: "W8A8,W6A6,W4A8,W4A4"),
+            .value("methods", "LIST", "methods", default: "minmax,percentile,mse,mse+ltsq,mse+tgq,qmamba"),
+            .value("edge-bits", "B", "bits of the patch embedding and head", default: "8"),
+            .value("groups", "G", "TGQ groups", default: "8"),
+            .value("ltsq-threshold", "ALPHA", "use LtSQ where the median of A_bar exceeds this", default: "0.5"),
+            .value("output", "PREFIX", "write PREFIX.md and PREFIX.json", required: true),
+            .value("save-calibrations", "DIR", "also write each cell's Q.json into DIR"),
+        ]
+    static let usesCluster = true
+
+    static func run(_ arguments: ParsedArguments, context: CommandContext) throws {
+        let cluster = context.cluster!
+        let out = context.console
+        let prefix = try arguments.required("output")
+        let checkpoint = try arguments.required("checkpoint")
+        if cluster.isRoot {
+            try OutputPath.check(prefix + ".md", inputs: [checkpoint])
+            try OutputPath.check(prefix + ".json", inputs: [checkpoint])
+        }
+        let methods = try arguments.string("methods")!.split(separator: ",").map { name in
+            do {
+                return try CalibrationMethod.named(String(name))
+            } catch {
+                throw CommandLineError.invalidValue(option: "methods", value: String(name), reason: "\(error)")
+            }
+        }
+        let settings = try arguments.string("settings")!.split(separator: ",").map { name in
+            do {
+                let parsed = try QuantizationSettings(named: String(name))
+                return try QuantizationOptions.settings(
+                    arguments, weightBits: parsed.weightBits, activationBits: parsed.activationBits)
+            } catch let error as QuantizationError {
+                throw CommandLineError.invalidValue(option: "settings", value: String(name), reason: "\(error)")
+            }
+        }
+        let started = Date()
+        let (_, model) = try ModelOptions.load(arguments)
+        let calibration = try Calibration.collect(
+            arguments, model: model, cluster: cluster, console: out, folderOption: "calib")
+        let provenance = cluster.isRoot ? try calibration.provenance(checkpoint: checkpoint, model: model) : nil
+        let validation = try DataOptions.dataset(
+            arguments, folderOption: "val", labelOption: "val-labels", cluster: cluster, subset: false)
+        let runner = ShardRunner(
+            dataset: validation, cluster: cluster, batchSize: try arguments.integer("batch-size")!,
+            transform: try DataOptions.transform(arguments, model: model), strict: arguments.flag("strict"),
+            console: out)
+        let fp32 = try Evaluation.run(model: model, plan: nil, runner: runner, label: "fp32", keepPredictions: false)
+        out.line(String(format: "fp32: top-1 %.2f%%, top-5 %.2f%%", fp32.top1Percent, fp32.top5Percent))
+        var cells: [String: Evaluation.Result] = [:]
+        for setting in settings {
+            for method in methods {
+                var bytes: [UInt8] = []
+                if let provenance {
+                    let plan = try QuantizationPlan.fit(
+                        statistics: calibration.statistics, weights: model.weights, method: method, settings: setting)
+                    bytes = Array(CalibrationFile(plan: plan, provenance: provenance).encoded)
+                    if let directory = arguments.string("save-calibrations") {
+                        try AtomicFile.write(Data(bytes), to: "\(directory)/\(method.name)-\(setting.name).json")
+                    }
+                }
+                cluster.broadcast(&bytes)
+                let plan = try CalibrationFile(data: Data(bytes), path: "\(method.name) \(setting.name)").plan
+                let label = "\(method.name) \(setting.name)"
+                let result = try Evaluation.run(
+                    model: model, plan: plan, runner: runner, label: label, keepPredictions: false)
+                cells[label] = result
+                out.line(
+                    String(format: "%@: top-1 %.2f%%, top-5 %.2f%%", label, result.top1Percent, result.top5Percent))
+            }
+        }
+        guard cluster.isRoot else { return }
+        let table = ResultTable(
+            methods: methods.map(\.name), settings: settings.map(\.name), fp32: fp32, cells: cells,
+            checkpoint: (checkpoint as NSString).lastPathComponent,
+            calibrationImages: Int(calibration.statistics.imageCount),
+            validationImages: fp32.images, ranks: cluster.size, seconds: Date().timeIntervalSince(started))
+        try AtomicFile.write(Data(table.markdown.utf8), to: prefix + ".md")
+        try AtomicFile.write(Data(table.json.text.utf8), to: prefix + ".json")
+        out.line("")
+        out.line(table.markdown)
+        out.line("wrote \(prefix).md and \(prefix).json")
+    }
+}
+
+/// The paper-style table: rows = methods, columns = settings, cells = top-1 (top-5).
+struct ResultTable {
+    let methods: [String]
+    let settings: [String]
+    let fp32: Evaluation.Result
+    let cells: [String: Evaluation.Result]
+    let checkpoint: String
+    let calibrationImages: Int
+    let validationImages: Int
+    let ranks: Int
+    let seconds: Double
+
+    var markdown: String {
+        func cell(_ r: Evaluation.Result) -> String { String(format: "%.2f (%.2f)", r.top1Percent, r.top5Percent) }
+        var lines = [
+            "Top-1 (top-5) accuracy in %, \(checkpoint), \(calibrationImages) calibration and \(validationImages) "
+                + "validation images, \(ranks) rank\(ranks == 1 ? "" : "s"), \(String(format: "%.0f", seconds)) s.",
+            "",
+            "| method | " + settings.joined(separator: " | ") + " |",
+            "|---|" + settings.map { _ in "---|" }.joined(),
+            "| fp32 | " + settings.map { _ in cell(fp32) }.joined(separator: " | ") + " |",
+        ]
+        for method in methods {
+            lines.append(
+                "| \(method) | " + settings.map { cells["\(method) \($0)"].map(cell) ?? "–" }.joined(separator: " | ")
+                    + " |")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    var json: CanonicalJSON {
+        func entry(_ r: Evaluation.Result) -> CanonicalJSON {
+            .object([
+                "top1": .double(r.top1Percent), "top5": .double(r.top5Percent), "top1_correct": .integer(r.top1),
+                "top5_correct": .integer(r.top5), "images": .integer(r.images), "loss": .double(r.meanLoss),
+            ])
+        }
+        var rows: [String: CanonicalJSON] = [:]
+        for method in methods {
+            var row: [String: CanonicalJSON] = [:]
+            for setting in settings { if let r = cells["\(method) \(setting)"] { row[setting] = entry(r) } }
+            rows[method] = .object(row)
+        }
+        return .object([
+            "tool": .string("qmamba \(QMambaCLI.version)"), "checkpoint": .string(checkpoint),
+            "calibration_images": .integer(calibrationImages), "validation_images": .integer(validationImages),
+            "ranks": .integer(ranks), "seconds": .double(seconds), "methods": .array(methods.map { .string($0) }),
+            "settings": .array(settings.map { .string($0) }), "fp32": entry(fp32), "results": .object(rows),
+        ])
+    }
+}
