@@ -146,3 +146,20 @@ struct EvaluationCommandTests {
         #expect(results["qmamba"]?["W4A4"] != nil && results["minmax"]?["W8A8"] != nil)
     }
 }
+
+@Suite("The demo model")
+struct DemoModelTests {
+    @Test("qmamba's fp32 evaluation of the demo model equals the training script's own: 483 of 500 (96.60 %)")
+    func demoAccuracy() throws {
+        let output = Fixtures.temporaryDirectory() + "/r.json"
+        let result = try QMambaExecutable.run([
+            "evaluate", "--checkpoint", Fixtures.repositoryRoot.appendingPathComponent("demo/vim_digits.pth").path,
+            "--data", Fixtures.repositoryRoot.appendingPathComponent("demo/data/val").path, "--json", output,
+        ])
+        #expect(result.status == 0, "\(result.error)")
+        let json =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: output))) as! [String: Any]
+        #expect(json["images"] as? Int == 500)
+        #expect(json["top1_correct"] as? Int == 483)
+    }
+}
