@@ -41,17 +41,12 @@ extension VimWeights {
 
 /// Uniform floats from a SplitMix64 stream.
 private struct SeededUniform {
-    var state: UInt64
+    var bits: SplitMix64
 
-    init(seed: UInt64) { state = seed }
+    init(seed: UInt64) { bits = SplitMix64(seed: seed) }
 
     mutating func next(in range: ClosedRange<Float>) -> Float {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        let unit = Float(z >> 40) / Float(1 << 24)
+        let unit = Float(bits.next() >> 40) / Float(1 << 24)
         return range.lowerBound + unit * (range.upperBound - range.lowerBound)
     }
 }

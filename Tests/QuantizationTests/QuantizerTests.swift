@@ -5,20 +5,8 @@ import Testing
 
 @testable import Quantization
 
-struct SplitMix64Test: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 func gaussian(_ count: Int, seed: UInt64) -> [Float] {
-    var generator = SplitMix64Test(seed: seed)
+    var generator = SplitMix64(seed: seed)
     return (0..<count).map { _ in
         let u = Float.random(in: Float.ulpOfOne...1, using: &generator)
         let v = Float.random(in: 0...1, using: &generator)
@@ -74,7 +62,7 @@ struct QuantizerTests {
     @Test("LtSQ keeps the relative precision of 1 − A_bar that uniform grids lose", arguments: [4, 5])
     func longTailedKeepsDecay(_ bits: Int) {
         // Piled near 1 (gaps 1 − A_bar log-uniform in [2^-14, 2^-4]) with a long tail towards 0 (2 %).
-        var generator = SplitMix64Test(seed: UInt64(bits))
+        var generator = SplitMix64(seed: UInt64(bits))
         let samples: [Float] = (0..<200_000).map { i in
             i % 50 == 0
                 ? Float.random(in: 0...0.9, using: &generator)
@@ -145,7 +133,7 @@ struct QuantizerTests {
         "TGQ's dynamic programme finds the optimum that exhaustive search finds",
         arguments: [(9, 3), (10, 4), (7, 1), (6, 6)])
     func dynamicProgramme(_ size: (length: Int, groups: Int)) {
-        var generator = SplitMix64Test(seed: UInt64(size.length * 31 + size.groups))
+        var generator = SplitMix64(seed: UInt64(size.length * 31 + size.groups))
         let ranges: [(Float, Float, Double)] = (0..<size.length).map { _ in
             let centre = Float.random(in: -5...5, using: &generator)
             let width = Float.random(in: 0.1...8, using: &generator)

@@ -86,6 +86,14 @@ enum QuantizationOptions {
         )
     }
 
+    /// The plan of `--quant`, checked against the model, or nil without the option.
+    static func plan(_ arguments: ParsedArguments, model: VimModel) throws -> QuantizationPlan? {
+        guard let path = arguments.string("quant") else { return nil }
+        let file = try CalibrationFile(contentsOf: path)
+        try file.validate(against: model.configuration, weights: model.weights, path: path)
+        return file.plan
+    }
+
     static func settings(_ arguments: ParsedArguments, weightBits: Int, activationBits: Int) throws
         -> QuantizationSettings
     {

@@ -35,12 +35,7 @@ enum EvaluateCommand: Command {
             }
         }
         let (_, model) = try ModelOptions.load(arguments)
-        var plan: QuantizationPlan?
-        if let path = arguments.string("quant") {
-            let file = try CalibrationFile(contentsOf: path)
-            try file.validate(against: model.configuration, weights: model.weights, path: path)
-            plan = file.plan
-        }
+        let plan = try QuantizationOptions.plan(arguments, model: model)
         let dataset = try DataOptions.dataset(arguments, folderOption: "data", cluster: cluster)
         let runner = ShardRunner(
             dataset: dataset, cluster: cluster, batchSize: try arguments.integer("batch-size")!,

@@ -31,13 +31,7 @@ enum ForwardCommand: Command {
         let batchSize = try arguments.integer("batch-size")!
         try OutputPath.check(outputPath, inputs: [inputPath, try arguments.required("checkpoint")])
         let (_, loaded) = try ModelOptions.load(arguments)
-        var plan: QuantizationPlan?
-        if let path = arguments.string("quant") {
-            let file = try CalibrationFile(contentsOf: path)
-            try file.validate(against: loaded.configuration, weights: loaded.weights, path: path)
-            plan = file.plan
-        }
-        let (model, hooks) = Evaluation.quantized(loaded, plan: plan)
+        let (model, hooks) = Evaluation.quantized(loaded, plan: try QuantizationOptions.plan(arguments, model: loaded))
         let images = try NumPyArray(contentsOf: inputPath).tensor
         let c = model.configuration
         guard images.rank == 4, images.shape[1] == c.channels, images.shape[2] == c.imageSize,
