@@ -59,12 +59,8 @@ enum DataOptions {
     }
 
     static func transform(_ arguments: ParsedArguments, model: VimModel) throws -> EvaluationTransform {
-        let text = arguments.string("crop-ratio")!
-        guard let ratio = Double(text), ratio > 0, ratio <= 1 else {
-            throw CommandLineError.invalidValue(
-                option: "crop-ratio", value: text, reason: "expected a number in (0, 1]")
-        }
-        return EvaluationTransform(inputSize: model.configuration.imageSize, cropRatio: ratio)
+        EvaluationTransform(
+            inputSize: model.configuration.imageSize, cropRatio: try TransformOptions.cropRatio(arguments))
     }
 }
 

@@ -35,12 +35,17 @@ enum PreprocessCommand: Command {
 enum TransformOptions {
     /// Reads `--input-size` and `--crop-ratio`.
     static func transform(_ arguments: ParsedArguments) throws -> EvaluationTransform {
-        let size = try arguments.integer("input-size", in: 1...4096)!
+        EvaluationTransform(
+            inputSize: try arguments.integer("input-size", in: 1...4096)!, cropRatio: try cropRatio(arguments))
+    }
+
+    /// Reads `--crop-ratio`, a number in (0, 1].
+    static func cropRatio(_ arguments: ParsedArguments) throws -> Double {
         let text = arguments.string("crop-ratio")!
         guard let ratio = Double(text), ratio > 0, ratio <= 1 else {
             throw CommandLineError.invalidValue(
                 option: "crop-ratio", value: text, reason: "expected a number in (0, 1]")
         }
-        return EvaluationTransform(inputSize: size, cropRatio: ratio)
+        return ratio
     }
 }
