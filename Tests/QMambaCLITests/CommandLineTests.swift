@@ -145,18 +145,10 @@ struct ImageCommandTests {
         guard let tiny = Fixtures.shared("vim-official/vim_tiny.pth"),
             let referencePath = Fixtures.shared("photos/vim_tiny_photos_logits.npy")
         else { return }
+        let batch = try preprocessedBatch(
+            images: ["chelsea", "camera_gray", "astronaut_cmyk"].map { Fixtures.bundled("photos/\($0).jpg") },
+            inputSize: 224)
         let directory = Fixtures.temporaryDirectory()
-        var scalars: [Float] = []
-        for name in ["chelsea", "camera_gray", "astronaut_cmyk"] {
-            let output = "\(directory)/\(name).npy"
-            let result = try QMambaExecutable.run([
-                "preprocess", "--image", Fixtures.bundled("photos/\(name).jpg"), "--output", output,
-            ])
-            #expect(result.status == 0, "\(result.error)")
-            scalars += try NumPyArray(contentsOf: output).tensor.scalars
-        }
-        let batch = "\(directory)/batch.npy"
-        try NumPyArray(Tensor(shape: [3, 3, 224, 224], scalars: scalars)).write(to: batch)
         let logits = "\(directory)/logits.npy"
         let result = try QMambaExecutable.run(["forward", "--checkpoint", tiny, "--input", batch, "--output", logits])
         #expect(result.status == 0, "\(result.error)")

@@ -4,25 +4,31 @@ import TensorModule
 import TestSupport
 import Testing
 
-/// The images of `images32` as one normalised N × 3 × 32 × 32 array, made by `qmamba preprocess`.
-func images32Array() throws -> String {
+/// Images run through `qmamba preprocess` one by one and stacked into one N × 3 × size × size array.
+func preprocessedBatch(images: [String], inputSize: Int) throws -> String {
     let directory = Fixtures.temporaryDirectory()
     var scalars: [Float] = []
-    var count = 0
-    for folder in ["class0", "class1", "class2"] {
-        for file in try FileManager.default.contentsOfDirectory(atPath: "\(images32)/\(folder)").sorted() {
-            let output = "\(directory)/one.npy"
-            let result = try QMambaExecutable.run([
-                "preprocess", "--image", "\(images32)/\(folder)/\(file)", "--output", output, "--input-size", "32",
-            ])
-            #expect(result.status == 0, "\(result.error)")
-            scalars += try NumPyArray(contentsOf: output).tensor.scalars
-            count += 1
+    for image in images {
+        let output = "\(directory)/one.npy"
+        let result = try QMambaExecutable.run([
+            "preprocess", "--image", image, "--output", output, "--input-size", String(inputSize),
+        ])
+        #expect(result.status == 0, "\(result.error)")
+        scalars += try NumPyArray(contentsOf: output).tensor.scalars
+    }
+    let path = "\(directory)/batch.npy"
+    try NumPyArray(Tensor(shape: [images.count, 3, inputSize, inputSize], scalars: scalars)).write(to: path)
+    return path
+}
+
+/// The images of `images32` as one normalised N × 3 × 32 × 32 array.
+func images32Array() throws -> String {
+    let files = try ["class0", "class1", "class2"].flatMap { folder in
+        try FileManager.default.contentsOfDirectory(atPath: "\(images32)/\(folder)").sorted().map {
+            "\(images32)/\(folder)/\($0)"
         }
     }
-    let path = "\(directory)/images32.npy"
-    try NumPyArray(Tensor(shape: [count, 3, 32, 32], scalars: scalars)).write(to: path)
-    return path
+    return try preprocessedBatch(images: files, inputSize: 32)
 }
 
 /// Logits of `checkpoint` on `input`, fake-quantized with a fresh calibration of `method` at `bits` if given.

@@ -61,10 +61,15 @@ enum CalibrateCommand: Command {
 
 /// The options of a quantization setting.
 enum QuantizationOptions {
-    static let specs: [OptionSpec] = [
-        .value("method", "NAME", "calibration method (see METHODS)", default: "qmamba"),
-        .value("w-bits", "B", "weight bits of the blocks", default: "8"),
-        .value("a-bits", "B", "activation bits of the blocks", default: "8"),
+    static let specs: [OptionSpec] =
+        [
+            .value("method", "NAME", "calibration method (see METHODS)", default: "qmamba"),
+            .value("w-bits", "B", "weight bits of the blocks", default: "8"),
+            .value("a-bits", "B", "activation bits of the blocks", default: "8"),
+        ] + parameterSpecs
+
+    /// The method parameters shared by every command that fits quantizers (`settings` reads them).
+    static let parameterSpecs: [OptionSpec] = [
         .value("edge-bits", "B", "bits of the patch embedding and head, weights and inputs", default: "8"),
         .value("groups", "G", "TGQ groups of time steps", default: "8"),
         .value("ltsq-threshold", "ALPHA", "use LtSQ where the median of A_bar exceeds this", default: "0.5"),

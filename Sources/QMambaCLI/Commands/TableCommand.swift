@@ -23,12 +23,9 @@ enum TableCommand: Command {
             .value("val-labels", "FILE", "label file for a flat validation folder"),
             .value("settings", "LIST", "bit settings", default: "W8A8,W6A6,W4A8,W4A4"),
             .value("methods", "LIST", "methods", default: "minmax,percentile,mse,mse+ltsq,mse+tgq,qmamba"),
-            .value("edge-bits", "B", "bits of the patch embedding and head", default: "8"),
-            .value("groups", "G", "TGQ groups", default: "8"),
-            .value("ltsq-threshold", "ALPHA", "use LtSQ where the median of A_bar exceeds this", default: "0.5"),
             .value("output", "PREFIX", "write PREFIX.md and PREFIX.json", required: true),
             .value("save-calibrations", "DIR", "also write each cell's Q.json into DIR"),
-        ]
+        ] + QuantizationOptions.parameterSpecs
     static let usesCluster = true
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws {
