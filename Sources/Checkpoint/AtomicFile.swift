@@ -9,23 +9,30 @@ public enum AtomicFile {
         let url = URL(fileURLWithPath: path)
         let directory = url.deletingLastPathComponent().path
         let temporary = "\(directory)/.\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).partial"
-        guard FileManager.default.createFile(atPath: temporary, contents: nil) else {
-            throw CheckpointError.writeFailed(path: path, reason: "cannot create a file in \(directory)")
+        func failure(_ doing: String) -> CheckpointError {
+            let reason = "\(doing): \(String(cString: strerror(errno)))"
+            unlink(temporary)
+            return .writeFailed(path: path, reason: reason)
         }
-        do {
-            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
-            try handle.write(contentsOf: data)
-            try handle.synchronize()
-            try handle.close()
-            if rename(temporary, path) != 0 {
-                throw CheckpointError.writeFailed(path: path, reason: String(cString: strerror(errno)))
+        // POSIX calls rather than FileHandle, so a full disk is reported as ENOSPC, not an opaque code.
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard descriptor >= 0 else { throw failure("cannot create a file in \(directory)") }
+        let written = data.withUnsafeBytes { raw -> Bool in
+            var offset = 0
+            while offset < raw.count {
+                let n = Foundation.write(descriptor, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { return false }
+                offset += n
             }
-        } catch let error as CheckpointError {
-            try? FileManager.default.removeItem(atPath: temporary)
-            throw error
-        } catch {
-            try? FileManager.default.removeItem(atPath: temporary)
-            throw CheckpointError.writeFailed(path: path, reason: "\(error.localizedDescription)")
+            return true
         }
+        guard written, fsync(descriptor) == 0 else {
+            let error = failure("writing failed")
+            close(descriptor)
+            throw error
+        }
+        guard close(descriptor) == 0 else { throw failure("writing failed") }
+        guard rename(temporary, path) == 0 else { throw failure("cannot move the finished file into place") }
     }
 }

@@ -6,16 +6,32 @@
 /// recognised by name and rebuilt as plain values; any other call becomes an inert `PickleObject`.
 /// Persistent ids of the form `('storage', <Storage class>, key, location, numel)` become storage
 /// references. Memory is bounded by the stream's length: every opcode pushes at most one value.
+///
+/// Hostile streams cannot build values that later code cannot walk: nesting is bounded (a chain of
+/// a million one-element tuples would overflow the stack when released), and a container may not
+/// change once it sits inside another value, which rules out cycles. Python's pickler always
+/// finishes a container before using it, so real checkpoints never meet either limit.
 struct PickleInterpreter {
+    /// A stack or memo slot: a value and how deeply nested it is (leaves are 1). Containers keep
+    /// their own, growing, nesting; `nesting` is used for the immutable values.
+    private struct Entry {
+        var value: PickleValue
+        var nesting = 1
+    }
+
     private let path: String
     private var reader: ByteReader
-    private var stack: [PickleValue] = []
+    private var stack: [Entry] = []
     private var marks: [Int] = []
-    private var memo: [Int: PickleValue] = [:]
+    private var memo: [Int: Entry] = [:]
     private var opcodeStart = 0
 
     /// The largest number of nested MARKs accepted; real checkpoints use a handful.
     static let maximumMarkDepth = 10_000
+    /// The deepest nesting of containers accepted; PyTorch checkpoints stay under ten.
+    static let maximumNesting = 100
+    /// The widest integer accepted, in bytes; a wider one would cost quadratic time to print.
+    static let maximumIntegerBytes = 1024
 
     init(bytes: UnsafeRawBufferPointer, path: String) {
         self.path = path
@@ -26,23 +42,58 @@ struct PickleInterpreter {
         .malformedPickle(path: path, offset: opcodeStart, detail: detail)
     }
 
-    private mutating func pop() throws -> PickleValue {
-        guard let value = stack.popLast(), stack.count >= (marks.last ?? 0) else {
-            throw failure("stack underflow")
-        }
-        return value
+    private mutating func push(_ value: PickleValue, nesting: Int = 1) {
+        stack.append(Entry(value: value, nesting: nesting))
     }
 
-    private mutating func popMarked() throws -> [PickleValue] {
+    private mutating func popEntry() throws -> Entry {
+        guard let entry = stack.popLast(), stack.count >= (marks.last ?? 0) else {
+            throw failure("stack underflow")
+        }
+        return entry
+    }
+
+    private mutating func pop() throws -> PickleValue { try popEntry().value }
+
+    private mutating func popMarked() throws -> [Entry] {
         guard let mark = marks.popLast(), mark <= stack.count else { throw failure("no MARK to pop to") }
         let items = Array(stack[mark...])
         stack.removeSubrange(mark...)
         return items
     }
 
-    private mutating func top() throws -> PickleValue {
-        guard let value = stack.last, stack.count > (marks.last ?? 0) else { throw failure("empty stack") }
-        return value
+    private mutating func topEntry() throws -> Entry {
+        guard let entry = stack.last, stack.count > (marks.last ?? 0) else { throw failure("empty stack") }
+        return entry
+    }
+
+    private mutating func top() throws -> PickleValue { try topEntry().value }
+
+    private static func nesting(of entry: Entry) -> Int {
+        entry.value.container?.nesting ?? entry.nesting
+    }
+
+    /// Places entries inside a new or growing value: seals their containers against later change
+    /// and returns the values with the nesting of a value holding them.
+    private func embed(_ entries: [Entry]) throws -> (values: [PickleValue], nesting: Int) {
+        var deepest = 0
+        for entry in entries {
+            entry.value.container?.isSealed = true
+            deepest = max(deepest, Self.nesting(of: entry))
+        }
+        guard deepest < Self.maximumNesting else {
+            throw failure("values nested more than \(Self.maximumNesting) deep")
+        }
+        return (entries.map(\.value), deepest + 1)
+    }
+
+    /// Admits children of the given nesting into a container that is still open.
+    private func grow(_ target: PickleValue, toHold nesting: Int) throws {
+        guard let container = target.container else { return }
+        guard !container.isSealed else {
+            throw failure("\(target.kind) changes after it was placed inside another value")
+        }
+        container.nesting = max(container.nesting, nesting)
     }
 
     private mutating func readLine() throws -> String {
@@ -83,20 +134,60 @@ struct PickleInterpreter {
         return .int(Int(Int64(bitPattern: value)))
     }
 
-    private func setItem(_ target: PickleValue, key: PickleValue, value: PickleValue) throws {
+    private mutating func setItems(_ entries: [Entry]) throws {
+        guard entries.count % 2 == 0 else { throw failure("SETITEMS with an odd number of items") }
+        let target = try top()
+        let (items, nesting) = try embed(entries)
         switch target {
-        case .dict(let dict): dict.set(key, value)
-        case .object: break
+        case .dict(let dict):
+            try grow(target, toHold: nesting)
+            for i in stride(from: 0, to: items.count, by: 2) { dict.set(items[i], items[i + 1]) }
+        case .object: try grow(target, toHold: nesting)
         default: throw failure("SETITEM on \(target.kind)")
         }
     }
 
-    private func append(_ target: PickleValue, _ items: [PickleValue]) throws {
+    private mutating func append(_ entries: [Entry]) throws {
+        let target = try top()
+        let (items, nesting) = try embed(entries)
         switch target {
-        case .list(let list): list.items.append(contentsOf: items)
-        case .object: break
+        case .list(let list):
+            try grow(target, toHold: nesting)
+            list.items.append(contentsOf: items)
+        case .object: try grow(target, toHold: nesting)
         default: throw failure("APPEND on \(target.kind)")
         }
+    }
+
+    private mutating func pushTuple(_ entries: [Entry]) throws {
+        let (items, nesting) = try embed(entries)
+        push(.tuple(items), nesting: nesting)
+    }
+
+    private mutating func pushList(_ entries: [Entry]) throws {
+        let (items, nesting) = try embed(entries)
+        let list = PickleList()
+        list.items = items
+        list.nesting = nesting
+        push(.list(list))
+    }
+
+    /// REDUCE, NEWOBJ and NEWOBJ_EX: the described call's result, nested around its arguments.
+    private mutating func pushCall(_ callable: PickleValue, _ arguments: Entry, asInstance: Bool) throws {
+        guard case .tuple(let values) = arguments.value else {
+            throw failure("\(asInstance ? "NEWOBJ" : "REDUCE") arguments are not a tuple")
+        }
+        let result =
+            asInstance
+            ? .object(PickleObject(className: Self.name(of: callable), arguments: values))
+            : try call(callable, values)
+        if case .object(let object) = result {
+            object.nesting = arguments.nesting + 1
+            guard object.nesting <= Self.maximumNesting else {
+                throw failure("values nested more than \(Self.maximumNesting) deep")
+            }
+        }
+        push(result)
     }
 
     /// What a described call produces.
@@ -173,31 +264,35 @@ struct PickleInterpreter {
                 marks.append(stack.count)
             case 0x30: _ = try pop()  // POP
             case 0x31: _ = try popMarked()  // POP_MARK
-            case 0x32: stack.append(try top())  // DUP
-            case 0x4E: stack.append(.none)
-            case 0x88: stack.append(.bool(true))
-            case 0x89: stack.append(.bool(false))
+            case 0x32: stack.append(try topEntry())  // DUP
+            case 0x4E: push(.none)
+            case 0x88: push(.bool(true))
+            case 0x89: push(.bool(false))
             case 0x4B:  // BININT1
                 guard let v = reader.read(UInt8.self) else { throw failure("truncated BININT1") }
-                stack.append(.int(Int(v)))
+                push(.int(Int(v)))
             case 0x4D:  // BININT2
                 guard let v = reader.read(UInt16.self) else { throw failure("truncated BININT2") }
-                stack.append(.int(Int(v)))
+                push(.int(Int(v)))
             case 0x4A:  // BININT
                 guard let v = reader.read(Int32.self) else { throw failure("truncated BININT") }
-                stack.append(.int(Int(v)))
+                push(.int(Int(v)))
             case 0x8A:  // LONG1
-                stack.append(PickleInterpreter.integer(fromLittleEndian: try readByteArray(lengthOf: UInt8.self)))
+                push(PickleInterpreter.integer(fromLittleEndian: try readByteArray(lengthOf: UInt8.self)))
             case 0x8B:  // LONG4
-                stack.append(PickleInterpreter.integer(fromLittleEndian: try readByteArray(lengthOf: Int32.self)))
+                let bytes = try readByteArray(lengthOf: Int32.self)
+                guard bytes.count <= Self.maximumIntegerBytes else {
+                    throw failure("an integer of \(bytes.count) bytes is wider than any checkpoint holds")
+                }
+                push(PickleInterpreter.integer(fromLittleEndian: bytes))
             case 0x49:  // INT (text)
                 let line = try readLine()
                 switch line {
-                case "00": stack.append(.bool(false))
-                case "01": stack.append(.bool(true))
+                case "00": push(.bool(false))
+                case "01": push(.bool(true))
                 default:
                     guard let v = Int(line) else { throw failure("bad INT literal") }
-                    stack.append(.int(v))
+                    push(.int(v))
                 }
             case 0x4C:  // LONG (text)
                 var line = try readLine()
@@ -206,88 +301,65 @@ struct PickleInterpreter {
                 else {
                     throw failure("bad LONG literal")
                 }
-                stack.append(Int(line).map { .int($0) } ?? .bigInt(line))
+                push(Int(line).map { .int($0) } ?? .bigInt(line))
             case 0x47:  // BINFLOAT, big-endian
                 guard let bits = reader.read(UInt64.self) else { throw failure("truncated BINFLOAT") }
-                stack.append(.float(Double(bitPattern: UInt64(bigEndian: bits))))
+                push(.float(Double(bitPattern: UInt64(bigEndian: bits))))
             case 0x46:  // FLOAT (text)
                 guard let v = Double(try readLine()) else { throw failure("bad FLOAT literal") }
-                stack.append(.float(v))
-            case 0x58: stack.append(.string(try readString(lengthOf: UInt32.self)))  // BINUNICODE
-            case 0x8C: stack.append(.string(try readString(lengthOf: UInt8.self)))  // SHORT_BINUNICODE
-            case 0x8D: stack.append(.string(try readString(lengthOf: UInt64.self)))  // BINUNICODE8
-            case 0x56: stack.append(.string(try readLine()))  // UNICODE (raw-unicode-escape; ASCII suffices)
-            case 0x55: stack.append(.string(try readString(lengthOf: UInt8.self)))  // SHORT_BINSTRING
-            case 0x54: stack.append(.string(try readString(lengthOf: Int32.self)))  // BINSTRING
+                push(.float(v))
+            case 0x58: push(.string(try readString(lengthOf: UInt32.self)))  // BINUNICODE
+            case 0x8C: push(.string(try readString(lengthOf: UInt8.self)))  // SHORT_BINUNICODE
+            case 0x8D: push(.string(try readString(lengthOf: UInt64.self)))  // BINUNICODE8
+            case 0x56: push(.string(try readLine()))  // UNICODE (raw-unicode-escape; ASCII suffices)
+            case 0x55: push(.string(try readString(lengthOf: UInt8.self)))  // SHORT_BINSTRING
+            case 0x54: push(.string(try readString(lengthOf: Int32.self)))  // BINSTRING
             case 0x53:  // STRING (quoted text)
                 var line = try readLine()
                 if line.count >= 2, let q = line.first, q == "'" || q == "\"", line.last == q {
                     line = String(line.dropFirst().dropLast())
                 }
-                stack.append(.string(line))
-            case 0x43: stack.append(.bytes(try readByteArray(lengthOf: UInt8.self)))  // SHORT_BINBYTES
-            case 0x42: stack.append(.bytes(try readByteArray(lengthOf: UInt32.self)))  // BINBYTES
-            case 0x8E: stack.append(.bytes(try readByteArray(lengthOf: UInt64.self)))  // BINBYTES8
-            case 0x96: stack.append(.bytes(try readByteArray(lengthOf: UInt64.self)))  // BYTEARRAY8
-            case 0x29: stack.append(.tuple([]))  // EMPTY_TUPLE
-            case 0x74: stack.append(.tuple(try popMarked()))  // TUPLE
-            case 0x85: stack.append(.tuple([try pop()]))  // TUPLE1
+                push(.string(line))
+            case 0x43: push(.bytes(try readByteArray(lengthOf: UInt8.self)))  // SHORT_BINBYTES
+            case 0x42: push(.bytes(try readByteArray(lengthOf: UInt32.self)))  // BINBYTES
+            case 0x8E: push(.bytes(try readByteArray(lengthOf: UInt64.self)))  // BINBYTES8
+            case 0x96: push(.bytes(try readByteArray(lengthOf: UInt64.self)))  // BYTEARRAY8
+            case 0x29: push(.tuple([]))  // EMPTY_TUPLE
+            case 0x74: try pushTuple(try popMarked())  // TUPLE
+            case 0x85: try pushTuple([try popEntry()])  // TUPLE1
             case 0x86:  // TUPLE2
-                let b = try pop()
-                let a = try pop()
-                stack.append(.tuple([a, b]))
+                let b = try popEntry()
+                let a = try popEntry()
+                try pushTuple([a, b])
             case 0x87:  // TUPLE3
-                let c = try pop()
-                let b = try pop()
-                let a = try pop()
-                stack.append(.tuple([a, b, c]))
-            case 0x5D: stack.append(.list(PickleList()))  // EMPTY_LIST
-            case 0x6C:  // LIST
-                let list = PickleList()
-                list.items = try popMarked()
-                stack.append(.list(list))
-            case 0x61:  // APPEND
-                let item = try pop()
-                try append(try top(), [item])
-            case 0x65:  // APPENDS
-                let items = try popMarked()
-                try append(try top(), items)
-            case 0x8F: stack.append(.list(PickleList()))  // EMPTY_SET
-            case 0x90:  // ADDITEMS
-                let items = try popMarked()
-                try append(try top(), items)
-            case 0x91:  // FROZENSET
-                let list = PickleList()
-                list.items = try popMarked()
-                stack.append(.list(list))
-            case 0x7D: stack.append(.dict(PickleDict()))  // EMPTY_DICT
+                let c = try popEntry()
+                let b = try popEntry()
+                let a = try popEntry()
+                try pushTuple([a, b, c])
+            case 0x5D, 0x8F: push(.list(PickleList()))  // EMPTY_LIST, EMPTY_SET
+            case 0x6C, 0x91: try pushList(try popMarked())  // LIST, FROZENSET
+            case 0x61: try append([try popEntry()])  // APPEND
+            case 0x65, 0x90: try append(try popMarked())  // APPENDS, ADDITEMS
+            case 0x7D: push(.dict(PickleDict()))  // EMPTY_DICT
             case 0x64:  // DICT
                 let items = try popMarked()
-                guard items.count % 2 == 0 else { throw failure("DICT with an odd number of items") }
-                let dict = PickleDict()
-                for i in stride(from: 0, to: items.count, by: 2) { dict.set(items[i], items[i + 1]) }
-                stack.append(.dict(dict))
+                push(.dict(PickleDict()))
+                try setItems(items)
             case 0x73:  // SETITEM
-                let value = try pop()
-                let key = try pop()
-                try setItem(try top(), key: key, value: value)
-            case 0x75:  // SETITEMS
-                let items = try popMarked()
-                guard items.count % 2 == 0 else { throw failure("SETITEMS with an odd number of items") }
-                let target = try top()
-                for i in stride(from: 0, to: items.count, by: 2) {
-                    try setItem(target, key: items[i], value: items[i + 1])
-                }
+                let value = try popEntry()
+                let key = try popEntry()
+                try setItems([key, value])
+            case 0x75: try setItems(try popMarked())  // SETITEMS
             case 0x71:  // BINPUT
                 guard let i = reader.read(UInt8.self) else { throw failure("truncated BINPUT") }
-                memo[Int(i)] = try top()
+                memo[Int(i)] = try topEntry()
             case 0x72:  // LONG_BINPUT
                 guard let i = reader.read(UInt32.self) else { throw failure("truncated LONG_BINPUT") }
-                memo[Int(i)] = try top()
+                memo[Int(i)] = try topEntry()
             case 0x70:  // PUT
                 guard let i = Int(try readLine()) else { throw failure("bad PUT index") }
-                memo[i] = try top()
-            case 0x94: memo[memo.count] = try top()  // MEMOIZE
+                memo[i] = try topEntry()
+            case 0x94: memo[memo.count] = try topEntry()  // MEMOIZE
             case 0x68, 0x6A, 0x67:  // BINGET, LONG_BINGET, GET
                 let index: Int?
                 switch opcode {
@@ -295,41 +367,36 @@ struct PickleInterpreter {
                 case 0x6A: index = reader.read(UInt32.self).map(Int.init)
                 default: index = Int(try readLine())
                 }
-                guard let index, let value = memo[index] else { throw failure("memo lookup of an unset index") }
-                stack.append(value)
+                guard let index, let entry = memo[index] else { throw failure("memo lookup of an unset index") }
+                stack.append(entry)
             case 0x63:  // GLOBAL
                 let module = try readLine()
                 let name = try readLine()
-                stack.append(.global(module: module, name: name))
+                push(.global(module: module, name: name))
             case 0x93:  // STACK_GLOBAL
                 guard case .string(let name) = try pop(), case .string(let module) = try pop() else {
                     throw failure("STACK_GLOBAL needs two strings")
                 }
-                stack.append(.global(module: module, name: name))
-            case 0x52:  // REDUCE
-                guard case .tuple(let arguments) = try pop() else { throw failure("REDUCE arguments are not a tuple") }
-                let callable = try pop()
-                stack.append(try call(callable, arguments))
-            case 0x81:  // NEWOBJ
-                guard case .tuple(let arguments) = try pop() else { throw failure("NEWOBJ arguments are not a tuple") }
-                let type = try pop()
-                stack.append(.object(PickleObject(className: Self.name(of: type), arguments: arguments)))
+                push(.global(module: module, name: name))
+            case 0x52, 0x81:  // REDUCE, NEWOBJ
+                let arguments = try popEntry()
+                try pushCall(try pop(), arguments, asInstance: opcode == 0x81)
             case 0x92:  // NEWOBJ_EX
                 _ = try pop()
-                guard case .tuple(let arguments) = try pop() else {
-                    throw failure("NEWOBJ_EX arguments are not a tuple")
-                }
-                let type = try pop()
-                stack.append(.object(PickleObject(className: Self.name(of: type), arguments: arguments)))
+                let arguments = try popEntry()
+                try pushCall(try pop(), arguments, asInstance: true)
             case 0x62:  // BUILD
-                let state = try pop()
-                switch try top() {
-                case .object(let object): object.state = state
+                let target = try top()
+                let (state, nesting) = try embed([try popEntry()])
+                switch target {
+                case .object(let object):
+                    try grow(target, toHold: nesting)
+                    object.state = state[0]
                 case .dict, .tensor, .list: break  // OrderedDict metadata, tensor hooks state: not needed
-                default: throw failure("BUILD on \(try top().kind)")
+                default: throw failure("BUILD on \(target.kind)")
                 }
             case 0x51:  // BINPERSID
-                stack.append(try persistentLoad(try pop()))
+                push(try persistentLoad(try pop()))
             case 0x50:  // PERSID (text)
                 throw failure("text persistent ids are not used by PyTorch checkpoints")
             default:

@@ -23,6 +23,16 @@ public indirect enum PickleValue: CustomStringConvertible {
     /// An instance of a class this reader does not rebuild, kept as an inert record.
     case object(PickleObject)
 
+    /// The mutable container this value is, if any.
+    var container: (any PickleContainer)? {
+        switch self {
+        case .list(let list): return list
+        case .dict(let dict): return dict
+        case .object(let object): return object
+        default: return nil
+        }
+    }
+
     /// A short description of what kind of value this is, for error messages.
     public var kind: String {
         switch self {
@@ -55,14 +65,26 @@ public indirect enum PickleValue: CustomStringConvertible {
     }
 }
 
+/// What the interpreter tracks on a mutable container to keep hostile streams walkable.
+protocol PickleContainer: AnyObject {
+    /// How deeply values are nested in it, itself counted (an empty container is 1).
+    var nesting: Int { get set }
+    /// Set once the container sits inside another value; it may not change afterwards.
+    var isSealed: Bool { get set }
+}
+
 /// A mutable list (or set) inside a pickle.
-public final class PickleList {
+public final class PickleList: PickleContainer {
+    var nesting = 1
+    var isSealed = false
     /// The items in order.
     public internal(set) var items: [PickleValue] = []
 }
 
 /// A mutable, insertion-ordered dictionary inside a pickle (both `dict` and `OrderedDict`).
-public final class PickleDict {
+public final class PickleDict: PickleContainer {
+    var nesting = 1
+    var isSealed = false
     /// The key–value pairs in insertion order; a repeated key replaces the earlier value in place.
     public private(set) var entries: [(key: PickleValue, value: PickleValue)] = []
     private var stringIndex: [String: Int] = [:]
@@ -90,7 +112,9 @@ public final class PickleDict {
 }
 
 /// An inert instance of a class that is not rebuilt (for example `argparse.Namespace`).
-public final class PickleObject {
+public final class PickleObject: PickleContainer {
+    var nesting = 1
+    var isSealed = false
     /// `module.name` of the class or function that would have created it.
     public let className: String
     /// The constructor arguments, if any.

@@ -112,8 +112,15 @@ public struct TorchCheckpoint: TensorSource {
         guard let entry = archive.entry(named: prefix + "data/" + storage.key) else {
             throw CheckpointError.missingEntry(path: path, entry: prefix + "data/" + storage.key)
         }
-        guard entry.size >= storage.count * type.size else {
-            throw invalid("storage '\(storage.key)' holds \(entry.size) bytes, \(storage.count * type.size) declared")
+        // Weights never overlap themselves, so a view with more elements than its storage is hostile.
+        guard count <= storage.count else {
+            throw invalid("view has \(count) elements, more than its storage's \(storage.count)")
+        }
+        let (declaredBytes, overflow) = storage.count.multipliedReportingOverflow(by: type.size)
+        guard !overflow, entry.size >= declaredBytes else {
+            throw invalid(
+                "storage '\(storage.key)' holds \(entry.size) bytes, \(storage.count) elements of \(type.size) bytes declared"
+            )
         }
         let bytes = try archive.contents(of: entry)
         var scalars = [Float](repeating: 0, count: count)

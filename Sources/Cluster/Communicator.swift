@@ -92,21 +92,34 @@ public final class Communicator: @unchecked Sendable {
 
     /// Collects every rank's `values` at `root`, concatenated in rank order; other ranks receive nil.
     public func gather(_ values: [Float], root: Int = 0) -> [Float]? {
-        guard size > 1 else { return values }
-        var count = Int32(values.count)
+        let parts = gather(bytes: values.withUnsafeBytes { Array($0) }, root: root)
+        return parts.map { parts in
+            parts.flatMap { part in
+                part.withUnsafeBytes { raw in
+                    (0..<(raw.count / 4)).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) }
+                }
+            }
+        }
+    }
+
+    /// Gathers every rank's bytes (any length, empty included) on `root`, in rank order; nil elsewhere.
+    public func gather(bytes: [UInt8], root: Int = 0) -> [[UInt8]]? {
+        guard size > 1 else { return [bytes] }
+        var count = Int32(bytes.count)
         var counts = [Int32](repeating: 0, count: size)
         MPI_Gather(&count, 1, cmpi_int32(), &counts, 1, cmpi_int32(), Int32(root), world)
         var displacements = [Int32](repeating: 0, count: size)
         for i in 1..<size { displacements[i] = displacements[i - 1] + counts[i - 1] }
-        var result = [Float](repeating: 0, count: rank == root ? Int(counts.reduce(0, +)) : 0)
-        values.withUnsafeBufferPointer { send in
+        var result = [UInt8](repeating: 0, count: rank == root ? Int(counts.reduce(0, +)) : 0)
+        bytes.withUnsafeBufferPointer { send in
             result.withUnsafeMutableBufferPointer { receive in
                 _ = MPI_Gatherv(
-                    send.baseAddress, count, cmpi_float(), receive.baseAddress, counts, displacements, cmpi_float(),
+                    send.baseAddress, count, cmpi_byte(), receive.baseAddress, counts, displacements, cmpi_byte(),
                     Int32(root), world)
             }
         }
-        return rank == root ? result : nil
+        guard rank == root else { return nil }
+        return (0..<size).map { Array(result[Int(displacements[$0])..<Int(displacements[$0] + counts[$0])]) }
     }
 
     /// Waits until every rank has reached this call.

@@ -74,17 +74,23 @@ struct ShardRunner {
     let strict: Bool
     let console: Console
 
-    /// Runs `body` on every batch of this rank's shard. Returns the number of images skipped on all ranks.
-    func run(label: String, _ body: (ImageBatch) throws -> Void) throws -> Int {
-        let shard = dataset.shard(rank: cluster.rank, of: cluster.size)
-        let largestShard = (0..<cluster.size).map { dataset.shard(rank: $0, of: cluster.size).count }.max() ?? 0
-        let rounds = (largestShard + batchSize - 1) / batchSize
+    /// Runs `body` on every batch of `indices` (default: this rank's shard), then `afterRound` on
+    /// every rank after each collective round. Returns the number of images skipped on all ranks.
+    func run(
+        label: String, indices: [Int]? = nil, alreadyDone: Int = 0, afterRound: () throws -> Void = {},
+        _ body: (ImageBatch) throws -> Void
+    ) throws -> Int {
+        let mine = indices ?? Array(dataset.shard(rank: cluster.rank, of: cluster.size))
+        var largestShare = [Int64(mine.count)]
+        cluster.allReduce(&largestShare, .maximum)
+        let rounds = (Int(largestShare[0]) + batchSize - 1) / batchSize
         let loader = BatchLoader(
-            dataset: dataset, indices: Array(shard), batchSize: batchSize, transform: transform, strict: strict)
+            dataset: dataset, indices: mine, batchSize: batchSize, transform: transform, strict: strict)
         defer { loader.cancel() }
-        let progress = Progress(label: label, total: dataset.samples.count, console: console)
+        let progress = Progress(label: label, total: dataset.samples.count, alreadyDone: alreadyDone, console: console)
         var done: Int64 = 0
         var skipped: Int64 = 0
+        var totals = [Int64(0), 0]
         for _ in 0..<max(rounds, 1) {
             if let batch = try loader.next() {
                 for (index, error) in batch.skipped {
@@ -95,14 +101,13 @@ struct ShardRunner {
                 done += Int64(batch.indices.count + batch.skipped.count)
                 skipped += Int64(batch.skipped.count)
             }
-            var totals = [done, skipped]
+            try afterRound()
+            totals = [done, skipped]
             cluster.allReduce(&totals, .sum)
-            progress.update(Int(totals[0]), skipped: Int(totals[1]))
+            progress.update(alreadyDone + Int(totals[0]), skipped: Int(totals[1]))
         }
-        var totals = [skipped]
-        cluster.allReduce(&totals, .sum)
         progress.finish()
-        return Int(totals[0])
+        return Int(totals[1])
     }
 }
 
@@ -110,14 +115,20 @@ struct ShardRunner {
 final class Progress {
     private let label: String
     private let total: Int
+    /// Images done before this run (resumed), left out of the rate.
+    private let alreadyDone: Int
     private let console: Console
     private let start = Date()
-    private let interactive = isatty(STDOUT_FILENO) != 0
+    /// In-place updates only on a real terminal: Open MPI hands every rank a pseudo-terminal even
+    /// when mpirun's output goes to a log, so under mpirun progress is a line per ~10 %.
+    private let interactive =
+        isatty(STDOUT_FILENO) != 0 && ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] == nil
     private var lastReported = -1
 
-    init(label: String, total: Int, console: Console) {
+    init(label: String, total: Int, alreadyDone: Int = 0, console: Console) {
         self.label = label
         self.total = total
+        self.alreadyDone = alreadyDone
         self.console = console
     }
 
@@ -126,7 +137,7 @@ final class Progress {
         guard interactive || tenth > lastReported else { return }
         lastReported = tenth
         let elapsed = Date().timeIntervalSince(start)
-        let rate = Double(done) / max(elapsed, 1e-9)
+        let rate = Double(done - alreadyDone) / max(elapsed, 1e-9)
         let left = rate > 0 ? Double(total - done) / rate : 0
         let text = String(
             format: "%@: %d/%d images, %.1f images/s, %@ left%@", label, done, total, rate, Self.clock(left),

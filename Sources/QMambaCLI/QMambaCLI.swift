@@ -55,6 +55,9 @@ public enum QMambaCLI {
             return usageFailure(error)
         }
         Linear.useSingleThreadedBLAS()
+        // A file-size limit would otherwise kill the process mid-write; ignored, the write fails
+        // with EFBIG and is reported like a full disk.
+        signal(SIGXFSZ, SIG_IGN)
         let cluster = command.usesCluster ? Communicator() : nil
         let context = CommandContext(cluster: cluster, console: Console(enabled: cluster?.isRoot ?? true))
         do {

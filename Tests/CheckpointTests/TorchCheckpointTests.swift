@@ -150,7 +150,15 @@ struct TorchCheckpointTests {
         #expect {
             try TorchCheckpoint(path: short).tensor(named: "weight")
         } throws: { error in
-            "\(error)".contains("holds 12 bytes, 24 declared")
+            "\(error)".contains("holds 12 bytes, 6 elements of 4 bytes declared")
+        }
+        let expanded = try smallCheckpoint(
+            weightBytes: littleEndianBytes([1, 2, 3, 4, 5, 6]), weightNumel: 6, weightShape: [1 << 30],
+            weightStrides: [0])
+        #expect {
+            try TorchCheckpoint(path: expanded).tensor(named: "weight")
+        } throws: { error in
+            "\(error)".contains("more than its storage's 6")
         }
         let negative = try smallCheckpoint(
             weightBytes: littleEndianBytes([1, 2, 3, 4, 5, 6]), weightNumel: 6, weightStrides: [-3, 1])

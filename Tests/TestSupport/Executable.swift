@@ -43,7 +43,11 @@ public enum QMambaExecutable {
         return try runProcess(mpirun, ["--oversubscribe", "-np", String(ranks), path] + arguments)
     }
 
-    public static func runProcess(_ program: String, _ arguments: [String]) throws -> ProcessResult {
+    /// Runs a program to its end; `whileRunning`, given the child's process id, runs on another
+    /// thread meanwhile (to interfere with the job, as a fault-injection test does).
+    public static func runProcess(
+        _ program: String, _ arguments: [String], whileRunning: (@Sendable (Int32) -> Void)? = nil
+    ) throws -> ProcessResult {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: program)
         process.arguments = arguments
@@ -57,10 +61,14 @@ public enum QMambaExecutable {
         process.standardOutput = output
         process.standardError = error
         try process.run()
+        let group = DispatchGroup()
+        if let whileRunning {
+            let pid = process.processIdentifier
+            DispatchQueue.global().async(group: group) { whileRunning(pid) }
+        }
         // Drain standard error on another thread while standard output is read here, so neither pipe
         // can fill up and block the child before it exits.
         let errorBox = DataBox()
-        let group = DispatchGroup()
         group.enter()
         DispatchQueue.global().async {
             errorBox.data = error.fileHandleForReading.readDataToEndOfFile()
@@ -72,6 +80,39 @@ public enum QMambaExecutable {
         return ProcessResult(
             status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
             error: String(decoding: errorBox.data, as: UTF8.self))
+    }
+}
+
+/// Processes of a running job, read from `/proc`.
+public enum ProcessTable {
+    /// The process ids below `ancestor` (children, grandchildren, …).
+    public static func descendants(of ancestor: Int32) -> [Int32] {
+        let all = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
+        var parents: [Int32: Int32] = [:]
+        for pid in all {
+            // /proc/<pid>/stat is "pid (name) state ppid …"; the name may hold spaces, so split after ')'.
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, let parent = Int32(fields[1]) { parents[pid] = parent }
+        }
+        return all.filter { pid in
+            var current = parents[pid]
+            while let parent = current, parent > 1 {
+                if parent == ancestor { return true }
+                current = parents[parent]
+            }
+            return false
+        }
+    }
+
+    /// The value of an environment variable of a running process, if readable.
+    public static func environmentValue(_ name: String, of pid: Int32) -> String? {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return nil }
+        let prefix = name + "="
+        return data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }.first { $0.hasPrefix(prefix) }
+            .map { String($0.dropFirst(prefix.count)) }
     }
 }
 

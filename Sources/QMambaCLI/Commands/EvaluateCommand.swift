@@ -22,6 +22,11 @@ enum EvaluateCommand: Command {
             .value("quant", "FILE", "calibration file (Q.json) to fake-quantize the model with"),
             .value("json", "FILE", "write the results (R.json)"),
             .value("predictions", "FILE", "write every image's label, top-5 classes and loss (tab-separated)"),
+            .value(
+                "save-every", "N",
+                "with --json, save progress every N images in R.json.progress/ so an interrupted run can resume",
+                default: "256"),
+            .flag("resume", "continue from the progress saved by an interrupted run with the same settings"),
         ]
     static let usesCluster = true
 
@@ -34,29 +39,46 @@ enum EvaluateCommand: Command {
                 try OutputPath.check(path, inputs: [checkpoint] + [arguments.string("quant")].compactMap { $0 })
             }
         }
+        let blockSize = try arguments.integer("save-every")!
+        if arguments.flag("resume") && arguments.string("json") == nil {
+            throw CommandLineError.invalidValue(
+                option: "resume", value: "", reason: "needs --json: progress is kept beside the result file")
+        }
         let (_, model) = try ModelOptions.load(arguments)
         let plan = try QuantizationOptions.plan(arguments, model: model)
         let dataset = try DataOptions.dataset(arguments, folderOption: "data", cluster: cluster)
+        let transform = try DataOptions.transform(arguments, model: model)
         let runner = ShardRunner(
             dataset: dataset, cluster: cluster, batchSize: try arguments.integer("batch-size")!,
-            transform: try DataOptions.transform(arguments, model: model), strict: arguments.flag("strict"),
-            console: out)
+            transform: transform, strict: arguments.flag("strict"), console: out)
+        var progress: EvaluationProgress?
+        if cluster.isRoot, let json = arguments.string("json") {
+            let fingerprint = try Self.fingerprint(
+                checkpoint: checkpoint, quant: arguments.string("quant"), dataset: dataset, transform: transform,
+                strict: arguments.flag("strict"))
+            progress = try EvaluationProgress(
+                directory: json + ".progress", fingerprint: fingerprint, blockSize: blockSize,
+                images: dataset.samples.count, resume: arguments.flag("resume"), console: out)
+        }
         let setting = plan.map { "\($0.method.name) \($0.settings.name)" } ?? "fp32"
         out.line(
             "evaluating \(setting) on \(dataset.samples.count) images, \(cluster.size) rank\(cluster.size == 1 ? "" : "s")"
         )
         let result = try Evaluation.run(
-            model: model, plan: plan, runner: runner, label: "evaluation",
-            keepPredictions: arguments.string("predictions") != nil)
+            model: model, plan: plan, runner: runner, label: "evaluation", progress: progress,
+            blockSize: arguments.string("json") == nil ? nil : blockSize)
         guard cluster.isRoot else { return }
         out.line(
             String(
                 format: "%@: top-1 %.2f%% (%d/%d), top-5 %.2f%%, loss %.4f, %.1f images/s", setting, result.top1Percent,
                 result.top1, result.images, result.top5Percent, result.meanLoss,
                 Double(result.images) / max(result.seconds, 1e-9)))
+        if result.resumedImages > 0 {
+            out.line("\(result.resumedImages) of the images were evaluated by the interrupted run")
+        }
         if result.skipped > 0 { out.line("\(result.skipped) unreadable images were skipped (see the warnings)") }
         if let path = arguments.string("predictions") {
-            let lines = result.predictions.sorted { $0.index < $1.index }.map { p in
+            let lines = result.predictions.map { p in
                 let name = dataset.samples[p.index].path
                 return
                     "\(name)\t\(p.label)\t\(p.top5.map(String.init).joined(separator: ","))\t\(String(format: "%.6f", p.loss))"
@@ -69,8 +91,26 @@ enum EvaluateCommand: Command {
                 result, checkpoint: checkpoint, data: try arguments.required("data"), plan: plan,
                 quantPath: arguments.string("quant"), ranks: cluster.size)
             try AtomicFile.write(Data(document.text.utf8), to: path)
+            progress?.remove()
             out.line("wrote \(path)")
         }
+    }
+
+    /// What saved progress must match to be resumed: the bytes of the checkpoint and Q.json, the
+    /// image list with its labels, and the transform.
+    static func fingerprint(
+        checkpoint: String, quant: String?, dataset: ImageDataset, transform: EvaluationTransform, strict: Bool
+    ) throws -> String {
+        var hash = SHA256()
+        for file in [checkpoint] + [quant].compactMap({ $0 }) {
+            hash.update(Array(try SHA256.hexDigest(ofFile: file).utf8))
+        }
+        let description = [
+            dataset.classNames.joined(separator: "\t"), dataset.listing, "\(transform.inputSize)",
+            "\(transform.cropRatio)", "\(strict)",
+        ]
+        hash.update(Array(description.joined(separator: "\n").utf8))
+        return hash.hexDigest()
     }
 }
 

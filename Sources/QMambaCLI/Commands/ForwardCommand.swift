@@ -76,8 +76,14 @@ enum OutputPath {
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw CommandFailure("\(output): the directory \(directory) does not exist")
         }
-        guard access(directory, W_OK) == 0 else {
-            throw CommandFailure("\(output): the directory \(directory) is not writable")
+        // A probe file, not access(2): root passes access() on read-only file systems.
+        let probe = "\(directory)/.qmamba-probe-\(getpid())"
+        let descriptor = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard descriptor >= 0 else {
+            throw CommandFailure(
+                "\(output): the directory \(directory) cannot be written (\(String(cString: strerror(errno))))")
         }
+        close(descriptor)
+        unlink(probe)
     }
 }

@@ -64,7 +64,7 @@ enum TableCommand: Command {
             dataset: validation, cluster: cluster, batchSize: try arguments.integer("batch-size")!,
             transform: try DataOptions.transform(arguments, model: model), strict: arguments.flag("strict"),
             console: out)
-        let fp32 = try Evaluation.run(model: model, plan: nil, runner: runner, label: "fp32", keepPredictions: false)
+        let fp32 = try Evaluation.run(model: model, plan: nil, runner: runner, label: "fp32")
         out.line(String(format: "fp32: top-1 %.2f%%, top-5 %.2f%%", fp32.top1Percent, fp32.top5Percent))
         var cells: [String: Evaluation.Result] = [:]
         for setting in settings {
@@ -82,7 +82,7 @@ enum TableCommand: Command {
                 let plan = try CalibrationFile(data: Data(bytes), path: "\(method.name) \(setting.name)").plan
                 let label = "\(method.name) \(setting.name)"
                 let result = try Evaluation.run(
-                    model: model, plan: plan, runner: runner, label: label, keepPredictions: false)
+                    model: model, plan: plan, runner: runner, label: label)
                 cells[label] = result
                 out.line(
                     String(format: "%@: top-1 %.2f%%, top-5 %.2f%%", label, result.top1Percent, result.top5Percent))

@@ -1,0 +1,126 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// The counts of an R.json, the part that must not depend on ranks or interruptions.
+func resultCounts(_ path: String) throws -> [String: Double] {
+    let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+    var counts: [String: Double] = [:]
+    for key in ["images", "skipped", "top1_correct", "top5_correct", "loss"] {
+        counts[key] = (object[key] as! NSNumber).doubleValue
+    }
+    return counts
+}
+
+func savedBlocks(_ directory: String) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasPrefix("block-") }
+}
+
+@Suite("Faults: killed ranks, interrupted runs, unwritable outputs")
+struct ReliabilityTests {
+    static let demoModel = Fixtures.repositoryRoot.appendingPathComponent("demo/vim_digits.pth").path
+    static let demoImages = Fixtures.repositoryRoot.appendingPathComponent("demo/data/val").path
+
+    static func evaluation(json: String) -> [String] {
+        [
+            "evaluate", "--checkpoint", demoModel, "--data", demoImages, "--json", json, "--save-every", "8",
+            "--batch-size", "1",
+        ]
+    }
+
+    @Test("a killed rank ends the job in seconds naming the rank; --resume on 3 ranks then gives 1 rank's counts")
+    func killedRankThenResume() throws {
+        guard let mpirun = QMambaExecutable.mpirun else { return }
+        let directory = Fixtures.temporaryDirectory()
+        let json = directory + "/R.json"
+        let progress = json + ".progress"
+        let killedAt = LockedValue<Date?>(nil)
+        let interrupted = try QMambaExecutable.runProcess(
+            mpirun, ["--oversubscribe", "-np", "2", QMambaExecutable.path] + Self.evaluation(json: json)
+        ) { launcher in
+            let deadline = Date().addingTimeInterval(120)
+            while savedBlocks(progress).count < 4 && Date() < deadline { usleep(10_000) }
+            for pid in ProcessTable.descendants(of: launcher)
+            where ProcessTable.environmentValue("OMPI_COMM_WORLD_RANK", of: pid) == "1" {
+                kill(pid, SIGKILL)
+                killedAt.value = Date()
+            }
+        }
+        let ended = Date()
+        let killed = try #require(killedAt.value, "rank 1 was never found to kill: \(interrupted.error)")
+        #expect(ended.timeIntervalSince(killed) < 30)
+        #expect(interrupted.status != 0)
+        #expect((interrupted.output + interrupted.error).contains("rank 1"), "\(interrupted.error)")
+        #expect(!FileManager.default.fileExists(atPath: json), "no result may be left after a failed run")
+        let saved = savedBlocks(progress).count
+        #expect(saved >= 4 && saved < 63, "saved \(saved) of 63 blocks")
+        print(
+            "killed rank 1 after \(saved) of 63 blocks; mpirun ended \(String(format: "%.2f", ended.timeIntervalSince(killed))) s later"
+        )
+
+        let again = try #require(try QMambaExecutable.runMPI(ranks: 2, Self.evaluation(json: json)))
+        #expect(again.status != 0 && again.error.contains("--resume"), "starting over saved progress is refused")
+
+        let resumed = try #require(try QMambaExecutable.runMPI(ranks: 3, Self.evaluation(json: json) + ["--resume"]))
+        #expect(resumed.status == 0, "\(resumed.error)")
+        #expect(resumed.output.contains("resuming: "))
+        #expect(!FileManager.default.fileExists(atPath: progress), "progress is removed once R.json is written")
+
+        let reference = directory + "/uninterrupted.json"
+        let uninterrupted = try QMambaExecutable.run(Self.evaluation(json: reference))
+        #expect(uninterrupted.status == 0, "\(uninterrupted.error)")
+        #expect(try resultCounts(json) == resultCounts(reference))
+        #expect(try resultCounts(reference)["top1_correct"] == 483)
+    }
+
+    @Test("saved progress of a different evaluation is not resumed")
+    func foreignProgress() throws {
+        let directory = Fixtures.temporaryDirectory()
+        let json = directory + "/R.json"
+        try FileManager.default.createDirectory(atPath: json + ".progress", withIntermediateDirectories: false)
+        try Data(#"{"fingerprint":"0","blockSize":8,"images":500}"#.utf8).write(
+            to: URL(fileURLWithPath: json + ".progress/run.json"))
+        let result = try QMambaExecutable.run(Self.evaluation(json: json) + ["--resume"])
+        #expect(result.status == 1)
+        #expect(result.error.contains("different evaluation"), "\(result.error)")
+    }
+
+    @Test("an output the file system refuses, or a write cut short, fails before or without a partial file")
+    func unwritableOutputs() throws {
+        let directory = Fixtures.temporaryDirectory()
+        // Root may write anywhere except a read-only file system: /proc is one for every user.
+        let readOnly = try QMambaExecutable.run(
+            ["evaluate", "--checkpoint", Self.demoModel, "--data", Self.demoImages, "--json", "/proc/R.json"])
+        #expect(readOnly.status == 1)
+        #expect(
+            readOnly.error.contains("/proc/R.json") && readOnly.error.contains("cannot be written"), "\(readOnly.error)"
+        )
+        #expect(!readOnly.output.contains("evaluating"), "refused before any work")
+
+        // A file-size limit makes the write fail part-way, as a full disk does.
+        let big = directory + "/big.npy"
+        let tooLarge = try QMambaExecutable.runProcess(
+            "/bin/sh",
+            [
+                "-c", "ulimit -f 8; exec \"$0\" preprocess --image \"$1\" --output \"$2\" --input-size 224",
+                QMambaExecutable.path, Fixtures.bundled("photos/chelsea.jpg"), big,
+            ])
+        #expect(tooLarge.status == 1, "\(tooLarge.error)")
+        #expect(tooLarge.error.contains(big), "\(tooLarge.error)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: directory)
+        #expect(!left.contains("big.npy") && !left.contains { $0.hasSuffix(".partial") }, "\(left)")
+    }
+}
+
+/// A value shared between the test and the thread that injects the fault.
+final class LockedValue<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value
+
+    init(_ value: Value) { stored = value }
+
+    var value: Value {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
+}
