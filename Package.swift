@@ -58,7 +58,8 @@ let package = Package(
         .testTarget(name: "VimTests", dependencies: ["Vim", "Checkpoint", "TestSupport"]),
         .testTarget(name: "ImageDataTests", dependencies: ["ImageData", "TestSupport"]),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "Vim", "Checkpoint", "TestSupport"]),
-        .testTarget(name: "QMambaCLITests", dependencies: ["TestSupport", "Checkpoint", "TensorModule"]),
+        .testTarget(
+            name: "QMambaCLITests", dependencies: ["TestSupport", "Checkpoint", "TensorModule", "Quantization", "Vim"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -50,9 +50,14 @@ public struct SafetensorsFile: TensorSource {
                 let type = SafetensorsFile.typeNames[dtype], let shape = info["shape"] as? [Int],
                 let offsets = info["data_offsets"] as? [Int], offsets.count == 2
             else { throw malformed("entry '\(name)' lacks a known dtype, a shape or data_offsets") }
-            let count = shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).partialValue }
-            guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] >= offsets[0],
-                offsets[1] <= data.count - dataStart, offsets[1] - offsets[0] == count * type.size
+            let count = shape.reduce(Optional(1)) { total, size in
+                total.flatMap { t in size < 0 ? nil : t.multipliedReportingOverflow(by: size).overflow ? nil : t * size
+                }
+            }
+            let bytes = count.flatMap { c in c.multipliedReportingOverflow(by: type.size).overflow ? nil : c * type.size
+            }
+            guard let bytes, offsets[0] >= 0, offsets[1] >= offsets[0],
+                offsets[1] <= data.count - dataStart, offsets[1] - offsets[0] == bytes
             else { throw malformed("entry '\(name)' has a byte range that does not fit its shape or the file") }
             entries[name] = (type, shape, offsets[0]..<offsets[1])
         }
@@ -79,18 +84,33 @@ public struct SafetensorsFile: TensorSource {
         return Tensor(shape: entry.shape, scalars: scalars)
     }
 
+    /// A tensor's element type name (`F32`, `I8`, …), shape and raw little-endian bytes.
+    public func rawTensor(named name: String) throws -> RawTensor {
+        guard let entry = entries[name] else { throw CheckpointError.missingTensor(path: path, key: name) }
+        let bytes = data.withUnsafeBytes { raw in
+            [UInt8](raw[(dataStart + entry.range.lowerBound)..<(dataStart + entry.range.upperBound)])
+        }
+        let dtype = Self.typeNames.first { $0.value == entry.type }!.key
+        return RawTensor(name: name, dtype: dtype, shape: entry.shape, bytes: bytes)
+    }
+
     /// Writes float32 tensors (in the given order) with optional metadata, atomically.
     public static func write(
         _ tensors: [(name: String, tensor: Tensor)], metadata: [String: String] = [:], to path: String
     ) throws {
+        try write(tensors.map { RawTensor(name: $0.name, $0.tensor) }, metadata: metadata, to: path)
+    }
+
+    /// Writes tensors of any element type (in the given order) with optional metadata, atomically.
+    public static func write(_ tensors: [RawTensor], metadata: [String: String] = [:], to path: String) throws {
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
-        for (name, tensor) in tensors {
-            header[name] = [
-                "dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + tensor.count * 4],
+        for tensor in tensors {
+            header[tensor.name] = [
+                "dtype": tensor.dtype, "shape": tensor.shape, "data_offsets": [offset, offset + tensor.bytes.count],
             ]
-            offset += tensor.count * 4
+            offset += tensor.bytes.count
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         // Pad the header with spaces so the data section starts 8-byte aligned, as the reference writer does.
@@ -98,7 +118,48 @@ public struct SafetensorsFile: TensorSource {
         var file = Data()
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { file.append(contentsOf: $0) }
         file.append(json)
-        for (_, tensor) in tensors { tensor.scalars.withUnsafeBytes { file.append(contentsOf: $0) } }
+        for tensor in tensors { file.append(contentsOf: tensor.bytes) }
         try AtomicFile.write(file, to: path)
+    }
+}
+
+/// One safetensors entry as stored: name, element type name, shape and little-endian bytes.
+public struct RawTensor: Equatable, Sendable {
+    /// The key.
+    public var name: String
+    /// `F32`, `I32`, `I16`, `I8`, `U8`, …
+    public var dtype: String
+    /// The shape.
+    public var shape: [Int]
+    /// The elements, little-endian, row-major.
+    public var bytes: [UInt8]
+
+    /// An entry from its parts.
+    public init(name: String, dtype: String, shape: [Int], bytes: [UInt8]) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.bytes = bytes
+    }
+
+    /// A float32 entry.
+    public init(name: String, _ tensor: Tensor) {
+        self.init(name: name, dtype: "F32", shape: tensor.shape, bytes: tensor.scalars.withUnsafeBytes { Array($0) })
+    }
+
+    /// An int32 entry.
+    public init(name: String, int32 values: [Int32], shape: [Int]) {
+        self.init(
+            name: name, dtype: "I32", shape: shape,
+            bytes: values.flatMap { withUnsafeBytes(of: $0.littleEndian) { Array($0) } })
+    }
+
+    /// The elements of an `I32` entry.
+    public var int32Values: [Int32] {
+        stride(from: 0, to: bytes.count, by: 4).map { i in
+            Int32(
+                bitPattern: UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]) << 16 | UInt32(
+                    bytes[i + 3]) << 24)
+        }
     }
 }

@@ -1,5 +1,6 @@
 import Cluster
 import Foundation
+import Quantization
 
 /// What a command needs while it runs.
 public final class CommandContext {
@@ -30,19 +31,65 @@ public protocol Command {
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws
 }
 
-/// Writes human-readable output, only on rank 0.
+/// Writes human-readable output, and the JSON event log when one was asked for, only on rank 0.
 public struct Console {
     let enabled: Bool
+    let events: EventLog?
 
-    /// Prints a line on rank 0.
-    public func line(_ text: String = "") {
-        if enabled { print(text) }
+    init(enabled: Bool, events: EventLog? = nil) {
+        self.enabled = enabled
+        self.events = enabled ? events : nil
     }
 
-    /// Prints text without a newline on rank 0, flushing it at once.
+    /// Prints a line on rank 0, logged as a `message` event unless `logged` is false (for lines a
+    /// structured event already carries).
+    public func line(_ text: String = "", logged: Bool = true) {
+        guard enabled else { return }
+        print(text)
+        if logged && !text.isEmpty { event("message", ["text": .string(text)]) }
+    }
+
+    /// Prints text without a newline on rank 0, flushing it at once (not logged: progress is
+    /// logged by its own events).
     public func write(_ text: String) {
         guard enabled else { return }
         print(text, terminator: "")
         fflush(stdout)
+    }
+
+    /// Logs a structured event (progress, result, timing) when `--log-json` is on.
+    func event(_ name: String, _ fields: [String: CanonicalJSON]) {
+        events?.write(name, fields)
+    }
+}
+
+/// `--log-json`: one JSON object per line, for cluster log collectors. Each line is written with one
+/// `write(2)` call to a file opened for appending, so lines stay whole even if the file is shared.
+final class EventLog {
+    private let descriptor: Int32
+    private let command: String
+    private let ranks: Int
+    private let start = Date()
+
+    init(path: String, command: String, ranks: Int) throws {
+        descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        guard descriptor >= 0 else {
+            throw CommandFailure("\(path): cannot open the JSON log (\(String(cString: strerror(errno))))")
+        }
+        self.command = command
+        self.ranks = ranks
+    }
+
+    deinit { close(descriptor) }
+
+    func write(_ name: String, _ fields: [String: CanonicalJSON]) {
+        var object = fields
+        object["event"] = .string(name)
+        object["command"] = .string(command)
+        object["ranks"] = .integer(ranks)
+        object["time"] = .string(ISO8601DateFormatter().string(from: Date()))
+        object["elapsed_s"] = .double((Date().timeIntervalSince(start) * 1000).rounded() / 1000)
+        let bytes = Array((CanonicalJSON.object(object).line + "\n").utf8)
+        _ = bytes.withUnsafeBytes { Foundation.write(descriptor, $0.baseAddress, $0.count) }
     }
 }

@@ -124,6 +124,7 @@ final class Progress {
     private let interactive =
         isatty(STDOUT_FILENO) != 0 && ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] == nil
     private var lastReported = -1
+    private var lastLogged = -1
 
     init(label: String, total: Int, alreadyDone: Int = 0, console: Console) {
         self.label = label
@@ -145,8 +146,17 @@ final class Progress {
         if interactive {
             console.write("\r" + text)
         } else {
-            console.line(text)
+            console.line(text, logged: false)
         }
+        guard tenth > lastLogged else { return }
+        lastLogged = tenth
+        console.event(
+            "progress",
+            [
+                "label": .string(label), "done": .integer(done), "total": .integer(total),
+                "skipped": .integer(skipped), "images_per_s": .double((rate * 100).rounded() / 100),
+                "remaining_s": .double(left.rounded()),
+            ])
     }
 
     func finish() {

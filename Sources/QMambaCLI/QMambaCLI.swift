@@ -12,8 +12,15 @@ public enum QMambaCLI {
     /// Every command, in the order help lists them.
     static let commands: [Command.Type] = [
         ModelsCommand.self, InspectCommand.self, PreprocessCommand.self, ForwardCommand.self, CalibrateCommand.self,
-        EvaluateCommand.self, TableCommand.self,
+        EvaluateCommand.self, TableCommand.self, ExportCommand.self,
         BenchCommand.self,
+    ]
+
+    /// Options every command accepts.
+    static let commonOptions: [OptionSpec] = [
+        .value(
+            "log-json", "FILE",
+            "also append progress, timings and results to FILE as one JSON object per line (rank 0)")
     ]
 
     /// Exit code of a usage error (BSD `EX_USAGE`).
@@ -50,7 +57,8 @@ public enum QMambaCLI {
         }
         let parsed: ParsedArguments
         do {
-            parsed = try ParsedArguments(command: command.name, arguments: rest, specs: command.options)
+            parsed = try ParsedArguments(
+                command: command.name, arguments: rest, specs: command.options + commonOptions)
         } catch {
             return usageFailure(error)
         }
@@ -59,17 +67,32 @@ public enum QMambaCLI {
         // with EFBIG and is reported like a full disk.
         signal(SIGXFSZ, SIG_IGN)
         let cluster = command.usesCluster ? Communicator() : nil
-        let context = CommandContext(cluster: cluster, console: Console(enabled: cluster?.isRoot ?? true))
+        let isRoot = cluster?.isRoot ?? true
+        var events: EventLog?
         do {
-            try command.run(parsed, context: context)
-        } catch let error as CommandLineError {
-            if let cluster, cluster.size > 1 { cluster.abort("error: \(error)", code: usageExitCode) }
-            return usageFailure(error)
+            if isRoot, let path = parsed.string("log-json") {
+                events = try EventLog(path: path, command: command.name, ranks: cluster?.size ?? 1)
+            }
         } catch {
             if let cluster { cluster.abort("error: \(error)") }
             FileHandle.standardError.write("qmamba: error: \(error)\n".data(using: .utf8)!)
             return 1
         }
+        let context = CommandContext(cluster: cluster, console: Console(enabled: isRoot, events: events))
+        context.console.event("start", ["arguments": .array(rest.map { .string($0) }), "version": .string(version)])
+        do {
+            try command.run(parsed, context: context)
+        } catch let error as CommandLineError {
+            context.console.event("error", ["message": .string("\(error)"), "status": .integer(Int(usageExitCode))])
+            if let cluster, cluster.size > 1 { cluster.abort("error: \(error)", code: usageExitCode) }
+            return usageFailure(error)
+        } catch {
+            context.console.event("error", ["message": .string("\(error)"), "status": .integer(1)])
+            if let cluster { cluster.abort("error: \(error)") }
+            FileHandle.standardError.write("qmamba: error: \(error)\n".data(using: .utf8)!)
+            return 1
+        }
+        context.console.event("end", ["status": .integer(0)])
         cluster?.finalize()
         return 0
     }
@@ -103,9 +126,10 @@ enum Help {
         var lines = ["qmamba \(command.name): \(command.abstract)", ""]
         if !command.discussion.isEmpty { lines += [command.discussion, ""] }
         lines.append("OPTIONS:")
-        let labels = command.options.map { spec in "--\(spec.name)" + (spec.valueName.map { " \($0)" } ?? "") }
+        let options = command.options + QMambaCLI.commonOptions
+        let labels = options.map { spec in "--\(spec.name)" + (spec.valueName.map { " \($0)" } ?? "") }
         let width = labels.map(\.count).max() ?? 0
-        for (spec, label) in zip(command.options, labels) {
+        for (spec, label) in zip(options, labels) {
             var help = spec.help
             if spec.isRequired { help += " (required)" }
             if let value = spec.defaultValue { help += " (default: \(value))" }

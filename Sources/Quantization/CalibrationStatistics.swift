@@ -171,3 +171,21 @@ public final class StatisticsObserver: ForwardHooks {
         }
     }
 }
+
+extension CalibrationStatistics {
+    /// The statistics of `images` in this process: a range pass, then a histogram pass (what a
+    /// distributed calibration does with merges between and after the passes).
+    public static func observe(_ model: VimModel, on images: Tensor) throws -> CalibrationStatistics {
+        let c = model.configuration
+        let ranges = StatisticsObserver(
+            statistics: CalibrationStatistics(depth: c.depth, length: c.tokenCount), pass: .ranges)
+        _ = try model(images, hooks: ranges)
+        var statistics = ranges.statistics
+        let flat = statistics.flatRanges
+        statistics.startHistograms(minima: flat.minima, maxima: flat.maxima)
+        let counts = StatisticsObserver(statistics: statistics, pass: .histograms)
+        _ = try model(images, hooks: counts)
+        counts.countImages(images.shape[0])
+        return counts.statistics
+    }
+}

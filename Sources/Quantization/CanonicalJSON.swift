@@ -16,6 +16,21 @@ public indirect enum CanonicalJSON: Equatable, Sendable {
         return out + "\n"
     }
 
+    /// The encoded text on one line, without spaces (JSON Lines), keys sorted.
+    public var line: String {
+        switch self {
+        case .object(let members):
+            return "{"
+                + members.keys.sorted().map { CanonicalJSON.quoted($0) + ":" + members[$0]!.line }
+                .joined(separator: ",") + "}"
+        case .array(let items): return "[" + items.map(\.line).joined(separator: ",") + "]"
+        default:
+            var out = ""
+            write(to: &out, indent: 0)
+            return out
+        }
+    }
+
     private func write(to out: inout String, indent: Int) {
         let pad = String(repeating: " ", count: indent + 2)
         switch self {

@@ -1,4 +1,5 @@
 import Foundation
+import TensorModule
 
 /// Long-tailed Skewness Quantization (LtSQ) of the discrete parameter Ā_t = exp(Δ_t A).
 ///
@@ -43,13 +44,13 @@ public struct LongTailedSkewnessQuantizer: Equatable, Sendable {
         return Int(min(max(q, 0), Float((1 << bits) - 1)))
     }
 
-    /// The Ā a code stands for.
-    @inline(__always) public func value(ofCode q: Int) -> Float {
-        1 - exp2(logScale - Float(q))
-    }
+    /// The Ā a code stands for, exactly as the model runs it.
+    public func value(ofCode q: Int) -> Float { grid.value(ofCode: q) }
 
-    /// Ā snapped to the logarithmic grid.
-    @inline(__always) public func fakeQuantize(_ discreteA: Float) -> Float {
-        value(ofCode: code(logDistance: Self.logDistance(discreteA)))
-    }
+    /// The grid the model runs with: the same codes, found from the bits of 1 − Ā (exact where a
+    /// rounded log2 is not; see `LogarithmicGrid`).
+    public var grid: LogarithmicGrid { LogarithmicGrid(bits: bits, logScale: logScale) }
+
+    /// Ā snapped to the logarithmic grid (builds the grid: for many values use `grid`).
+    public func fakeQuantize(_ discreteA: Float) -> Float { grid.snap(discreteA) }
 }

@@ -128,11 +128,33 @@ public struct QuantizationPlan: Sendable, Equatable {
 public final class FakeQuantizationHooks: ForwardHooks {
     private let quantizers: [ObservationPoint: ActivationQuantizer]
     private let scanLayers: Set<Int>
+    private let fusedScans: [ObservationPoint: ScanQuantization]
 
-    /// Hooks applying `plan`'s activation quantizers.
-    public init(plan: QuantizationPlan) {
-        quantizers = Dictionary(uniqueKeysWithValues: plan.activations.map { ($0.point, $0.quantizer) })
-        scanLayers = Set(plan.activations.filter { $0.point.site.isScanInternal }.compactMap(\.point.layer))
+    /// Hooks applying `plan`'s activation quantizers. With `fusedScan` (the default) Ā, B̄ and h are
+    /// snapped inside the vectorised scan kernel; without it, step by step through
+    /// `processScanStep` (the definitional path; both give the same bits).
+    public init(plan: QuantizationPlan, fusedScan: Bool = true) {
+        let quantizers = Dictionary(uniqueKeysWithValues: plan.activations.map { ($0.point, $0.quantizer) })
+        let scanLayers = Set(plan.activations.filter { $0.point.site.isScanInternal }.compactMap(\.point.layer))
+        var fused: [ObservationPoint: ScanQuantization] = [:]
+        for layer in scanLayers where fusedScan {
+            for direction in [ScanDirection.forward, .backward] {
+                func grid(_ site: ObservationPoint.Site) -> ScanStepGrid {
+                    switch quantizers[ObservationPoint(layer: layer, direction: direction, site)] {
+                    case .uniform(let q)?: return .uniform(q.grid)
+                    case .longTailed(let q)?: return .logarithmic(q.grid)
+                    case .temporalGroups(let tgq)?:
+                        return .perTimeStep((0..<tgq.length).map { tgq.quantizer(atStep: $0).grid })
+                    case nil: return .none
+                    }
+                }
+                fused[ObservationPoint(layer: layer, direction: direction, .hiddenState)] = ScanQuantization(
+                    discreteA: grid(.discreteA), discreteB: grid(.discreteB), hiddenState: grid(.hiddenState))
+            }
+        }
+        self.quantizers = quantizers
+        self.scanLayers = scanLayers
+        fusedScans = fused
     }
 
     /// Snaps a tensor at a quantized point.
@@ -141,8 +163,15 @@ public final class FakeQuantizationHooks: ForwardHooks {
         quantizer.fakeQuantize(&tensor.scalars)
     }
 
-    /// Whether this block's scans have quantized internals.
-    public func needsScanInternals(layer: Int, direction: ScanDirection) -> Bool { scanLayers.contains(layer) }
+    /// The grids of this block's scan, for the fused kernel.
+    public func scanQuantization(layer: Int, direction: ScanDirection) -> ScanQuantization? {
+        fusedScans[ObservationPoint(layer: layer, direction: direction, .hiddenState)]
+    }
+
+    /// Whether this block's scans have quantized internals that go step by step.
+    public func needsScanInternals(layer: Int, direction: ScanDirection) -> Bool {
+        scanLayers.contains(layer) && fusedScans.isEmpty
+    }
 
     /// Snaps Ā_t, B̄_t or h_t at one step.
     public func processScanStep(_ point: ObservationPoint, image: Int, timeStep: Int, _ values: inout [Float]) {
@@ -150,7 +179,8 @@ public final class FakeQuantizationHooks: ForwardHooks {
         case .uniform(let quantizer)?:
             quantizer.fakeQuantize(&values)
         case .longTailed(let quantizer)?:
-            for i in values.indices { values[i] = quantizer.fakeQuantize(values[i]) }
+            let grid = quantizer.grid
+            for i in values.indices { values[i] = grid.snap(values[i]) }
         case .temporalGroups(let tgq)?:
             tgq.quantizer(atStep: timeStep).fakeQuantize(&values)
         case nil:

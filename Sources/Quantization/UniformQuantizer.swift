@@ -1,3 +1,5 @@
+import TensorModule
+
 /// Uniform affine quantization to a `bits`-bit integer grid.
 ///
 /// Asymmetric: q = clamp(round(v / s) + z, 0, 2^b − 1), v̂ = s · (q − z). Symmetric: z = 0 and
@@ -73,15 +75,9 @@ public struct UniformQuantizer: Equatable, Sendable {
         self.value(ofCode: code(value))
     }
 
-    /// Snaps every element in place.
-    public func fakeQuantize(_ values: inout [Float]) {
-        let range = codeRange
-        let (lower, upper) = (Float(range.lowerBound), Float(range.upperBound))
-        let zero = Float(zeroPoint)
-        for i in values.indices {
-            // Divide rather than multiply by 1/scale: the product can round a tie the other way.
-            let q = min(max((values[i] / scale).rounded(.toNearestOrEven) + zero, lower), upper)
-            values[i] = scale * (q - zero)
-        }
-    }
+    /// The grid in the form the scan kernel applies it.
+    public var grid: UniformGrid { UniformGrid(scale: scale, zeroPoint: zeroPoint, codes: codeRange) }
+
+    /// Snaps every element in place (the same arithmetic as the scan kernel's).
+    public func fakeQuantize(_ values: inout [Float]) { grid.snap(&values) }
 }

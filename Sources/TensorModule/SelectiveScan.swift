@@ -27,12 +27,14 @@ public enum SelectiveScan {
     ///   - a: [E, N], A = −exp(A_log).
     ///   - b: [S, L, N] and `c`: [S, L, N], the input-dependent B_t and C_t.
     ///   - d: [E], the skip connection.
+    ///   - quantization: grids Ā_t, B̄_t and h_t are snapped to inside the vectorised kernel.
     ///   - hook: when given, Ā_t, B̄_t and h_t are materialised at every step and passed through it
-    ///     (a slower path); without it the scan runs the vectorised kernel. Both paths round identically.
+    ///     (a slower path, for observers). All paths round identically: a hook that snaps to the
+    ///     grids of `quantization` gives the same bits as the kernel.
     /// - Returns: y, [S, L, E].
     public static func apply(
         x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: [Float],
-        hook: ScanStepHook? = nil
+        quantization: ScanQuantization? = nil, hook: ScanStepHook? = nil
     ) -> Tensor {
         precondition(x.rank == 3 && x.shape == delta.shape && a.rank == 2)
         let (sequences, length, channels) = (x.shape[0], x.shape[1], x.shape[2])
@@ -44,49 +46,10 @@ public enum SelectiveScan {
                 x: x, delta: delta, a: a, b: b, c: c, d: d, hook: hook,
                 sizes: (sequences, length, channels, states))
         }
-        var y = [Float](repeating: 0, count: x.count)
-        let aByState = a.transposingLastTwo()
-        let hidden = UnsafeMutablePointer<Lanes>.allocate(capacity: states)
-        defer { hidden.deallocate() }
-        x.scalars.withUnsafeBufferPointer { xp in
-            delta.scalars.withUnsafeBufferPointer { dp in
-                aByState.scalars.withUnsafeBufferPointer { ap in
-                    b.scalars.withUnsafeBufferPointer { bp in
-                        c.scalars.withUnsafeBufferPointer { cp in
-                            d.withUnsafeBufferPointer { skip in
-                                y.withUnsafeMutableBufferPointer { yp in
-                                    for s in 0..<sequences {
-                                        let base = s * length * channels
-                                        let stateBase = s * length * states
-                                        forEachLanes(count: channels) { e, n in
-                                            for k in 0..<states { hidden[k] = Lanes(repeating: 0) }
-                                            let skipLanes = loadPartial(skip.baseAddress! + e, n)
-                                            for t in 0..<length {
-                                                let offset = base + t * channels + e
-                                                let dt = loadPartial(dp.baseAddress! + offset, n)
-                                                let u = loadPartial(xp.baseAddress! + offset, n)
-                                                var acc = skipLanes * u
-                                                let bRow = bp.baseAddress! + stateBase + t * states
-                                                let cRow = cp.baseAddress! + stateBase + t * states
-                                                for k in 0..<states {
-                                                    let discreteA = exponential(
-                                                        dt * loadPartial(ap.baseAddress! + k * channels + e, n))
-                                                    let discreteB = dt * bRow[k]
-                                                    let h = (discreteB * u).addingProduct(discreteA, hidden[k])
-                                                    hidden[k] = h
-                                                    acc = acc.addingProduct(h, Lanes(repeating: cRow[k]))
-                                                }
-                                                storePartial(acc, yp.baseAddress! + offset, n)
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let operands = ScanOperands(x: x, delta: delta, aByState: a.transposingLastTwo(), b: b, c: c, d: d)
+        let grids = quantization ?? ScanQuantization(discreteA: .none, discreteB: .none, hiddenState: .none)
+        if case .perTimeStep(let steps) = grids.hiddenState { precondition(steps.count >= length) }
+        let y = withSnap(grids.discreteA, SnapDiscreteA(operands: operands, grids: grids))
         return Tensor(shape: x.shape, scalars: y)
     }
 
@@ -110,7 +73,7 @@ public enum SelectiveScan {
                     for k in 0..<states {
                         var lanes = Lanes(repeating: 0)
                         lanes[0] = dt * a.scalars[e * states + k]
-                        discreteA[e * states + k] = exponential(lanes)[0]
+                        discreteA[e * states + k] = exponentialOfNonPositive(lanes)[0]
                         discreteB[e * states + k] = dt * b.scalars[stateRow + k]
                     }
                 }
@@ -136,4 +99,167 @@ public enum SelectiveScan {
         }
         return Tensor(shape: x.shape, scalars: y)
     }
+}
+
+/// The inputs of one scan, as the kernel reads them.
+private struct ScanOperands {
+    let x: Tensor
+    let delta: Tensor
+    /// A transposed to [N, E], so a state's row is contiguous over channels.
+    let aByState: Tensor
+    let b: Tensor
+    let c: Tensor
+    let d: [Float]
+}
+
+/// Snapping of one quantity, eight channels at a time; `enter` is called at each time step.
+private protocol LaneSnap {
+    mutating func enter(step: Int)
+    func snap(_ values: Lanes) -> Lanes
+}
+
+private struct Unquantized: LaneSnap {
+    @inline(__always) mutating func enter(step: Int) {}
+    @inline(__always) func snap(_ values: Lanes) -> Lanes { values }
+}
+
+private struct UniformSnap: LaneSnap {
+    let grid: UniformGrid
+    @inline(__always) mutating func enter(step: Int) {}
+    @inline(__always) func snap(_ values: Lanes) -> Lanes { grid.snap(values) }
+}
+
+/// LtSQ's grid on 2^−q directly, in floating point only (SIMD integer selects compile to per-lane
+/// loops): with 2^E = the exponent bits of g = 1 − Ā, 2^−q = 2^E · 2^−M · (2 if f > 2^r), clamped to
+/// [2^−(2^b − 1), 1]; every product is a power of two, so this is `LogarithmicGrid.snap` exactly.
+private struct LogarithmicSnap: LaneSnap {
+    let threshold: Float
+    let scale: Float
+    let inverseOffsetPower: Float
+    let lowestPower: Float
+
+    init(grid: LogarithmicGrid) {
+        threshold = grid.fractionThreshold
+        scale = grid.scale
+        inverseOffsetPower = grid.inverseOffsetPower
+        lowestPower = grid.lowestPower
+    }
+
+    @inline(__always) mutating func enter(step: Int) {}
+
+    @inline(__always) func snap(_ discreteA: Lanes) -> Lanes {
+        let gap = 1 - discreteA
+        let octave = unsafeBitCast(unsafeBitCast(gap, to: SIMD8<UInt32>.self) & 0x7F80_0000, to: Lanes.self)
+        var power = octave * inverseOffsetPower
+        power = power.replacing(with: power * 2, where: gap .> threshold * octave)
+        power = power.replacing(with: 1, where: power .> 1)
+        return 1 - scale * power.replacing(with: lowestPower, where: (power .< lowestPower) .| (gap .<= 0))
+    }
+}
+
+private struct PerStepSnap: LaneSnap {
+    let grids: [UniformGrid]
+    var current: UniformGrid
+    @inline(__always) mutating func enter(step: Int) { current = grids[step] }
+    @inline(__always) func snap(_ values: Lanes) -> Lanes { current.snap(values) }
+}
+
+/// Receives a quantity's snap as a concrete type, so each combination compiles to its own kernel.
+private protocol SnapConsumer {
+    func consume<S: LaneSnap>(_ snap: S) -> [Float]
+}
+
+private func withSnap<C: SnapConsumer>(_ grid: ScanStepGrid, _ consumer: C) -> [Float] {
+    switch grid {
+    case .none: return consumer.consume(Unquantized())
+    case .uniform(let g): return consumer.consume(UniformSnap(grid: g))
+    case .logarithmic(let g): return consumer.consume(LogarithmicSnap(grid: g))
+    case .perTimeStep(let gs): return consumer.consume(PerStepSnap(grids: gs, current: gs[0]))
+    }
+}
+
+private struct SnapDiscreteA: SnapConsumer {
+    let operands: ScanOperands
+    let grids: ScanQuantization
+    func consume<A: LaneSnap>(_ snapA: A) -> [Float] {
+        withSnap(grids.discreteB, SnapDiscreteB(operands: operands, grids: grids, snapA: snapA))
+    }
+}
+
+private struct SnapDiscreteB<A: LaneSnap>: SnapConsumer {
+    let operands: ScanOperands
+    let grids: ScanQuantization
+    let snapA: A
+    func consume<B: LaneSnap>(_ snapB: B) -> [Float] {
+        withSnap(grids.hiddenState, SnapHidden(operands: operands, snapA: snapA, snapB: snapB))
+    }
+}
+
+private struct SnapHidden<A: LaneSnap, B: LaneSnap>: SnapConsumer {
+    let operands: ScanOperands
+    let snapA: A
+    let snapB: B
+    func consume<H: LaneSnap>(_ snapH: H) -> [Float] {
+        scanKernel(operands, snapA, snapB, snapH)
+    }
+}
+
+/// The vectorised scan: eight channels per SIMD register, states in the inner loop, Ā_t, B̄_t and
+/// h_t snapped where the definition snaps them.
+private func scanKernel<A: LaneSnap, B: LaneSnap, H: LaneSnap>(
+    _ operands: ScanOperands, _ snapA: A, _ snapB: B, _ snapH: H
+) -> [Float] {
+    let (x, delta, aByState, b, c, d) = (
+        operands.x, operands.delta, operands.aByState, operands.b, operands.c, operands.d
+    )
+    let (sequences, length, channels) = (x.shape[0], x.shape[1], x.shape[2])
+    let states = aByState.shape[0]
+    var y = [Float](repeating: 0, count: x.count)
+    let hidden = UnsafeMutablePointer<Lanes>.allocate(capacity: states)
+    defer { hidden.deallocate() }
+    x.scalars.withUnsafeBufferPointer { xp in
+        delta.scalars.withUnsafeBufferPointer { dp in
+            aByState.scalars.withUnsafeBufferPointer { ap in
+                b.scalars.withUnsafeBufferPointer { bp in
+                    c.scalars.withUnsafeBufferPointer { cp in
+                        d.withUnsafeBufferPointer { skip in
+                            y.withUnsafeMutableBufferPointer { yp in
+                                for s in 0..<sequences {
+                                    let base = s * length * channels
+                                    let stateBase = s * length * states
+                                    forEachLanes(count: channels) { e, n in
+                                        var (snapA, snapB, snapH) = (snapA, snapB, snapH)
+                                        for k in 0..<states { hidden[k] = Lanes(repeating: 0) }
+                                        let skipLanes = loadPartial(skip.baseAddress! + e, n)
+                                        for t in 0..<length {
+                                            snapA.enter(step: t)
+                                            snapB.enter(step: t)
+                                            snapH.enter(step: t)
+                                            let offset = base + t * channels + e
+                                            let dt = loadPartial(dp.baseAddress! + offset, n)
+                                            let u = loadPartial(xp.baseAddress! + offset, n)
+                                            var acc = skipLanes * u
+                                            let bRow = bp.baseAddress! + stateBase + t * states
+                                            let cRow = cp.baseAddress! + stateBase + t * states
+                                            for k in 0..<states {
+                                                let discreteA = snapA.snap(
+                                                    exponentialOfNonPositive(
+                                                        dt * loadPartial(ap.baseAddress! + k * channels + e, n)))
+                                                let discreteB = snapB.snap(dt * bRow[k])
+                                                let h = snapH.snap((discreteB * u).addingProduct(discreteA, hidden[k]))
+                                                hidden[k] = h
+                                                acc = acc.addingProduct(h, Lanes(repeating: cRow[k]))
+                                            }
+                                            storePartial(acc, yp.baseAddress! + offset, n)
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return y
 }

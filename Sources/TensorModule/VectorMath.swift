@@ -17,6 +17,28 @@ typealias Lanes = SIMD8<Float>
 @inline(__always) func exponential(_ input: Lanes) -> Lanes {
     var x = input.replacing(with: -87.33654, where: input .< -87.33654)
     x = x.replacing(with: 89, where: x .> 89)
+    let (p, shifted) = exponentialCore(x)
+    // k may be 128 at the top clamp: split the power of two in two factors so it cannot overflow.
+    let bits = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
+    let half = bits &>> 1
+    let scaleA = unsafeBitCast((half &+ 127) &<< 23, to: Lanes.self)
+    let scaleB = unsafeBitCast((bits &- half &+ 127) &<< 23, to: Lanes.self)
+    return p * scaleA * scaleB
+}
+
+/// exp for x ≤ 0, as the scan's Δ·A always is (Δ = softplus(·) ≥ 0, A = −exp(A_log) < 0); a
+/// positive input gives exp(0) = 1. With k ≥ −126 a single power of two scales the polynomial, and
+/// the result equals `exponential`'s bit for bit on every x ≤ 0 (power-of-two scaling is exact).
+@inline(__always) func exponentialOfNonPositive(_ input: Lanes) -> Lanes {
+    var x = input.replacing(with: -87.33654, where: input .< -87.33654)
+    x = x.replacing(with: 0, where: x .> 0)
+    let (p, shifted) = exponentialCore(x)
+    let bits = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- (0x4B40_0000 - 127)
+    return p * unsafeBitCast(bits &<< 23, to: Lanes.self)
+}
+
+/// e^r on the reduced range and the shifted x·log2(e) whose low mantissa bits hold k (x = k·ln 2 + r).
+@inline(__always) private func exponentialCore(_ x: Lanes) -> (polynomial: Lanes, shifted: Lanes) {
     // Adding 1.5·2^23 rounds x·log2(e) to the nearest integer in the low mantissa bits.
     let shifter = Lanes(repeating: 12_582_912.0)
     let shifted = shifter.addingProduct(x, 1.442_695_04)
@@ -29,13 +51,7 @@ typealias Lanes = SIMD8<Float>
     p = Lanes(repeating: 4.166_579_59e-2).addingProduct(p, r)
     p = Lanes(repeating: 1.666_666_55e-1).addingProduct(p, r)
     p = Lanes(repeating: 5.000_000_12e-1).addingProduct(p, r)
-    p = (r + 1).addingProduct(p, r * r)
-    // k may be 128 at the top clamp: split the power of two in two factors so it cannot overflow.
-    let bits = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
-    let half = bits &>> 1
-    let scaleA = unsafeBitCast((half &+ 127) &<< 23, to: Lanes.self)
-    let scaleB = unsafeBitCast((bits &- half &+ 127) &<< 23, to: Lanes.self)
-    return p * scaleA * scaleB
+    return ((r + 1).addingProduct(p, r * r), shifted)
 }
 
 /// ln(x) for eight lanes of positive, finite x, accurate to about 1 ulp.

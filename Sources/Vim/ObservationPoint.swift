@@ -139,11 +139,16 @@ public protocol ForwardHooks: AnyObject {
     /// Called at every time step of every image for Ā_t, B̄_t and h_t when `needsScanInternals`
     /// returned true; `values` is E×N row-major.
     func processScanStep(_ point: ObservationPoint, image: Int, timeStep: Int, _ values: inout [Float])
+    /// Grids to snap Ā_t, B̄_t and h_t to inside the vectorised scan of this block and direction, or
+    /// nil; takes the place of `needsScanInternals` for hooks that only quantize.
+    func scanQuantization(layer: Int, direction: ScanDirection) -> ScanQuantization?
 }
 
 extension ForwardHooks {
     /// By default no scan internals are needed, and the fast scan runs.
     public func needsScanInternals(layer: Int, direction: ScanDirection) -> Bool { false }
+    /// By default the scan is not quantized.
+    public func scanQuantization(layer: Int, direction: ScanDirection) -> ScanQuantization? { nil }
     /// By default scan internals pass through unchanged.
     public func processScanStep(_ point: ObservationPoint, image: Int, timeStep: Int, _ values: inout [Float]) {}
 }

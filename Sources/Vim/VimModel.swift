@@ -134,7 +134,8 @@ public struct VimModel: Sendable {
                 ? ScanHookAdapter(hooks: hooks, layer: layer, direction: direction) : nil
         }
         var y = SelectiveScan.apply(
-            x: u, delta: step, a: w.stateMatrix, b: b, c: c, d: w.skip, hook: stepHook)
+            x: u, delta: step, a: w.stateMatrix, b: b, c: c, d: w.skip,
+            quantization: hooks?.scanQuantization(layer: layer, direction: direction), hook: stepHook)
         hooks?.process(point(.scanOutput), &y)
         var gated = Activation.gate(y, by: gate)
         hooks?.process(point(.gatedOutput), &gated)

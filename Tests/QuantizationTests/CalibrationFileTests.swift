@@ -11,17 +11,7 @@ import Vim
 func microStatistics() throws -> (VimModel, CalibrationStatistics) {
     let model = try VimModel(loading: try CheckpointFile.open(Fixtures.bundled("vim-official-init/vim_micro.pth")))
     let input = try NumPyArray(contentsOf: Fixtures.bundled("vim-official-init/vim_micro_input.npy")).tensor
-    let c = model.configuration
-    let ranges = StatisticsObserver(
-        statistics: CalibrationStatistics(depth: c.depth, length: c.tokenCount), pass: .ranges)
-    _ = try model(input, hooks: ranges)
-    var statistics = ranges.statistics
-    let flat = statistics.flatRanges
-    statistics.startHistograms(minima: flat.minima, maxima: flat.maxima)
-    let counts = StatisticsObserver(statistics: statistics, pass: .histograms)
-    _ = try model(input, hooks: counts)
-    counts.countImages(4)
-    return (model, counts.statistics)
+    return (model, try CalibrationStatistics.observe(model, on: input))
 }
 
 @Suite("Calibration files and fake quantization")
@@ -105,5 +95,25 @@ struct CalibrationFileTests {
         let (point, quantization) = plan.weights[3]
         let matrix = point.matrix(in: plan.quantizedWeights(model.weights))
         #expect(quantization.fakeQuantize(matrix) == matrix)
+    }
+
+    @Test(
+        "the fused quantized scan gives the step-by-step hook's logits bit for bit",
+        arguments: ["qmamba", "mse", "mse+tgq-dp", "qmamba-search"])
+    func fusedScan(_ name: String) throws {
+        let (model, statistics) = try microStatistics()
+        var settings = QuantizationSettings(weightBits: 4, activationBits: 4)
+        settings.ltsqThreshold = 0
+        let plan = try QuantizationPlan.fit(
+            statistics: statistics, weights: model.weights, method: try CalibrationMethod.named(name),
+            settings: settings)
+        let kinds = Set(plan.activations.map(\.quantizer.kind))
+        if name.hasPrefix("qmamba") { #expect(kinds.isSuperset(of: ["ltsq", "tgq"]), "\(kinds)") }
+        let input = try NumPyArray(contentsOf: Fixtures.bundled("vim-official-init/vim_micro_input.npy")).tensor
+        let quantized = VimModel(configuration: model.configuration, weights: plan.quantizedWeights(model.weights))
+        let fused = try quantized(input, hooks: FakeQuantizationHooks(plan: plan))
+        let stepwise = try quantized(input, hooks: FakeQuantizationHooks(plan: plan, fusedScan: false))
+        #expect(fused.scalars == stepwise.scalars)
+        #expect(fused.scalars != (try model(input)).scalars)
     }
 }

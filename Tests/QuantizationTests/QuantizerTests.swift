@@ -59,6 +59,26 @@ struct QuantizerTests {
         }
     }
 
+    @Test(
+        "LtSQ's bit-level code equals round(−log2(1 − Ā) + log2 s) away from half-way points",
+        arguments: [0, 0.3, -1.7])
+    func longTailedCodes(logScale: Float) {
+        var generator = SplitMix64(seed: 9)
+        let grid = LongTailedSkewnessQuantizer(bits: 5, logScale: logScale).grid
+        var checked = 0
+        for _ in 0..<20_000 {
+            let discreteA =
+                1 - Float(sign: .plus, exponent: -Int(generator.next() % 26), significand: 1)
+                * Float.random(in: 0.5..<1, using: &generator)
+            let exact = -log2(Double(1 - discreteA)) + Double(logScale)
+            guard abs(exact - exact.rounded(.down) - 0.5) > 1e-5 else { continue }
+            #expect(grid.code(discreteA) == Int(min(max(exact.rounded(), 0), 31)), "\(discreteA)")
+            checked += 1
+        }
+        #expect(checked > 19_000)
+        #expect(grid.code(1) == 31 && grid.code(1.5) == 31)
+    }
+
     @Test("LtSQ keeps the relative precision of 1 − A_bar that uniform grids lose", arguments: [4, 5])
     func longTailedKeepsDecay(_ bits: Int) {
         // Piled near 1 (gaps 1 − A_bar log-uniform in [2^-14, 2^-4]) with a long tail towards 0 (2 %).

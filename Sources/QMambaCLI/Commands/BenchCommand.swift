@@ -1,23 +1,28 @@
 import Checkpoint
 import Foundation
 import ImageData
+import Quantization
 import TensorModule
 import Vim
 
 /// `qmamba bench`: how fast the forward pass and the image pipeline run on one core.
 enum BenchCommand: Command {
     static let name = "bench"
-    static let abstract = "Time the fp32 forward pass, an sgemm of the model's own shapes, and image decoding"
+    static let abstract =
+        "Time the fp32 and fake-quantized forward passes, calibration observers, an sgemm of the model's shapes"
     static let discussion = """
         Runs in one process with one BLAS thread and reports per-core figures. Without --checkpoint the weights are
-        random (drawn like the official initialisation) for the registered model named by --model. With
-        --image-folder it also times decoding plus the evaluation transform over every image in the folder.
+        random (drawn like the official initialisation) for the registered model named by --model. The quantized \
+        pass uses --quant, or else a W4A4 qmamba plan fitted on the benchmark's own synthetic batch, whose two \
+        observer passes (ranges, histograms) are timed as the observer figure. With --image-folder it also times \
+        decoding plus the evaluation transform over every image in the folder.
         """
     static let options: [OptionSpec] = [
         .value("model", "NAME", "registered model to time with random weights", default: "vim-t"),
         .value("checkpoint", "FILE", "time this checkpoint's model instead"),
         .value("batch", "N", "images per forward pass", default: "8"),
         .value("repeat", "N", "timed forward passes (after one warm-up pass)", default: "3"),
+        .value("quant", "FILE", "time the quantized pass with this calibration file (default: fit W4A4 qmamba)"),
         .value("image-folder", "DIR", "also time decode + transform over the images under DIR"),
         .value("json", "FILE", "write the figures as JSON"),
     ]
@@ -73,6 +78,30 @@ enum BenchCommand: Command {
                 format: "sgemm %dx%dx%d: %.1f GFLOP/s; forward reaches %.0f%% of it", c.tokenCount, c.embedDimension,
                 2 * c.innerDimension, sgemm, 100 * achieved / sgemm))
 
+        let observeStart = DispatchTime.now().uptimeNanoseconds
+        let statistics = try CalibrationStatistics.observe(model, on: images)
+        let observeRate = Double(2 * batch) / (Double(DispatchTime.now().uptimeNanoseconds - observeStart) / 1e9)
+        figures["observe_images_per_s"] = observeRate
+        let plan =
+            try arguments.string("quant").map { try CalibrationFile(contentsOf: $0).plan }
+            ?? QuantizationPlan.fit(
+                statistics: statistics, weights: model.weights, method: try CalibrationMethod.named("qmamba"),
+                settings: QuantizationSettings(weightBits: 4, activationBits: 4))
+        let (quantized, hooks) = Evaluation.quantized(model, plan: plan)
+        _ = try quantized(images, hooks: hooks)
+        let quantSeconds = try seconds { for _ in 0..<repeats { _ = try quantized(images, hooks: hooks) } }
+        let quantRate = Double(batch * repeats) / quantSeconds
+        figures["quant_images_per_s"] = quantRate
+        out.line(
+            String(
+                format: "%@ %@ forward: %.2f images/s, %.2f× the fp32 time", plan.method.name, plan.settings.name,
+                quantRate, imagesPerSecond / quantRate))
+        out.line(
+            String(
+                format:
+                    "calibration observers (range and histogram passes): %.2f images/s per pass, %.2f× the fp32 time",
+                observeRate, imagesPerSecond / observeRate))
+
         if let folder = arguments.string("image-folder") {
             let dataset = try ImageDataset(imageFolder: folder)
             let transform = EvaluationTransform(inputSize: c.imageSize)
@@ -83,6 +112,14 @@ enum BenchCommand: Command {
             figures["decode_transform_images_per_s"] = rate
             out.line(String(format: "decode + transform: %.1f images/s over %d images", rate, dataset.samples.count))
         }
+        out.event(
+            "result",
+            [
+                "bench": .object(
+                    figures.mapValues { value in
+                        (value as? Int).map { .integer($0) } ?? .double((value as? Double) ?? .nan)
+                    })
+            ])
         if let json = arguments.string("json") {
             let data = try JSONSerialization.data(withJSONObject: figures, options: [.prettyPrinted, .sortedKeys])
             try AtomicFile.write(data, to: json)

@@ -47,6 +47,13 @@ enum CalibrateCommand: Command {
         let file = CalibrationFile(
             plan: plan, provenance: try statistics.provenance(checkpoint: checkpoint, model: model))
         try AtomicFile.write(file.encoded, to: output)
+        out.event(
+            "calibration",
+            [
+                "output": .string(output), "method": .string(method.name), "setting": .string(settings.name),
+                "images": .integer(Int(statistics.statistics.imageCount)),
+                "seconds": .double(Date().timeIntervalSince(started)),
+            ])
         let ltsqPoints = plan.activations.filter { $0.quantizer.kind == "ltsq" }.count
         let discreteAPoints = plan.discreteAMedians.count
         out.line(

@@ -86,10 +86,11 @@ enum EvaluateCommand: Command {
             try AtomicFile.write(
                 Data((["path\tlabel\ttop5\tloss"] + lines).joined(separator: "\n").utf8 + [10]), to: path)
         }
+        let document = ReportJSON.evaluation(
+            result, checkpoint: checkpoint, data: try arguments.required("data"), plan: plan,
+            quantPath: arguments.string("quant"), ranks: cluster.size)
+        out.event("result", ["evaluation": document])
         if let path = arguments.string("json") {
-            let document = ReportJSON.evaluation(
-                result, checkpoint: checkpoint, data: try arguments.required("data"), plan: plan,
-                quantPath: arguments.string("quant"), ranks: cluster.size)
             try AtomicFile.write(Data(document.text.utf8), to: path)
             progress?.remove()
             out.line("wrote \(path)")

@@ -96,6 +96,7 @@ enum TableCommand: Command {
             validationImages: fp32.images, ranks: cluster.size, seconds: Date().timeIntervalSince(started))
         try AtomicFile.write(Data(table.markdown.utf8), to: prefix + ".md")
         try AtomicFile.write(Data(table.json.text.utf8), to: prefix + ".json")
+        out.event("result", ["table": table.json])
         out.line("")
         out.line(table.markdown)
         out.line("wrote \(prefix).md and \(prefix).json")

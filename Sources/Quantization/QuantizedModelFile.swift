@@ -1,0 +1,258 @@
+import Checkpoint
+import Foundation
+import TensorModule
+import Vim
+
+/// A calibrated model as one safetensors file (Docs/FORMAT.md): integer weights with per-channel
+/// scales, every activation quantizer's parameters as tensors, the float parameters unchanged, and a
+/// JSON description in the metadata under `qmamba`.
+///
+/// Weight codes are symmetric (zero point 0): `int4` packs two codes per byte (low nibble = even
+/// column, two's complement), `int8` and `int16` store one code per element. Dequantized, a weight
+/// is `scale[row] · code`, exactly the fake-quantized value the tool evaluates with.
+public enum QuantizedModelFile {
+    /// The format version written into the metadata.
+    public static let formatVersion = 1
+
+    /// How a weight's codes are stored for a bit width.
+    static func packing(bits: Int) -> String { bits <= 4 ? "int4x2" : bits <= 8 ? "int8" : "int16" }
+
+    /// Writes `plan` applied to the model read from `source` (whose float tensors are copied as they are).
+    public static func write(
+        plan: QuantizationPlan, source: TensorSource, configuration: VimConfiguration, weights: VimWeights,
+        to path: String
+    ) throws {
+        var tensors: [RawTensor] = []
+        var weightInfo: [String: CanonicalJSON] = [:]
+        let quantized = Set(plan.weights.map(\.point.description))
+        for (point, quantization) in plan.weights {
+            let key = point.description
+            let matrix = point.matrix(in: weights)
+            let (rows, columns) = (matrix.shape[0], matrix.shape[1])
+            var codes = [Int](repeating: 0, count: matrix.count)
+            for row in 0..<rows {
+                let quantizer = UniformQuantizer(
+                    scale: quantization.scales[row], zeroPoint: 0, bits: quantization.bits, symmetric: true)
+                for column in 0..<columns {
+                    codes[row * columns + column] = quantizer.code(matrix.scalars[row * columns + column])
+                }
+            }
+            let packing = packing(bits: quantization.bits)
+            tensors.append(packed(codes, rows: rows, columns: columns, packing: packing, name: key + ".qweight"))
+            tensors.append(RawTensor(name: key + ".scale", Tensor(shape: [rows], scalars: quantization.scales)))
+            weightInfo[key] = .object([
+                "bits": .integer(quantization.bits), "packing": .string(packing),
+                "shape": .array((source.shape(of: key) ?? matrix.shape).map { .integer($0) }),
+            ])
+        }
+        for name in source.tensorNames where !quantized.contains(name) {
+            tensors.append(RawTensor(name: name, try source.tensor(named: name)))
+        }
+        var activationInfo: [String: CanonicalJSON] = [:]
+        for (point, quantizer) in plan.activations {
+            let prefix = "act.\(point)."
+            switch quantizer {
+            case .uniform(let q):
+                tensors.append(RawTensor(name: prefix + "scale", Tensor(shape: [1], scalars: [q.scale])))
+                tensors.append(RawTensor(name: prefix + "zero_point", int32: [Int32(q.zeroPoint)], shape: [1]))
+                activationInfo["\(point)"] = .object([
+                    "kind": .string("uniform"), "bits": .integer(q.bits), "symmetric": .bool(q.symmetric),
+                ])
+            case .longTailed(let q):
+                let grid = q.grid
+                tensors.append(RawTensor(name: prefix + "log_scale", Tensor(shape: [1], scalars: [q.logScale])))
+                tensors.append(
+                    RawTensor(
+                        name: prefix + "values",
+                        Tensor(shape: [1 << q.bits], scalars: (0..<(1 << q.bits)).map { grid.value(ofCode: $0) })))
+                activationInfo["\(point)"] = .object(["kind": .string("ltsq"), "bits": .integer(q.bits)])
+            case .temporalGroups(let tgq):
+                let groups = tgq.groups
+                let boundaries = [Int32(0)] + groups.map { Int32($0.steps.upperBound) }
+                tensors.append(RawTensor(name: prefix + "boundaries", int32: boundaries, shape: [groups.count + 1]))
+                tensors.append(
+                    RawTensor(
+                        name: prefix + "scale", Tensor(shape: [groups.count], scalars: groups.map(\.quantizer.scale))))
+                tensors.append(
+                    RawTensor(
+                        name: prefix + "zero_point", int32: groups.map { Int32($0.quantizer.zeroPoint) },
+                        shape: [groups.count]))
+                activationInfo["\(point)"] = .object([
+                    "kind": .string("tgq"), "bits": .integer(groups[0].quantizer.bits),
+                    "symmetric": .bool(groups[0].quantizer.symmetric), "groups": .integer(groups.count),
+                ])
+            }
+        }
+        let description: CanonicalJSON = .object([
+            "format": .integer(formatVersion),
+            "method": .string(plan.method.name),
+            "setting": .string(plan.settings.name),
+            "weight_bits": .integer(plan.settings.weightBits),
+            "activation_bits": .integer(plan.settings.activationBits),
+            "edge_bits": .integer(plan.settings.edgeBits),
+            "groups": .integer(plan.settings.groups),
+            "ltsq_threshold": .float(plan.settings.ltsqThreshold),
+            "weights": .object(weightInfo),
+            "activations": .object(activationInfo),
+        ])
+        let configurationJSON = String(decoding: try JSONEncoder().encode(configuration), as: UTF8.self)
+        try SafetensorsFile.write(
+            tensors, metadata: ["qmamba": description.line, "configuration": configurationJSON], to: path)
+    }
+
+    private static func packed(_ codes: [Int], rows: Int, columns: Int, packing: String, name: String) -> RawTensor {
+        switch packing {
+        case "int4x2":
+            let width = (columns + 1) / 2
+            var bytes = [UInt8](repeating: 0, count: rows * width)
+            for row in 0..<rows {
+                for column in 0..<columns {
+                    let nibble = UInt8(truncatingIfNeeded: codes[row * columns + column]) & 0x0F
+                    bytes[row * width + column / 2] |= column % 2 == 0 ? nibble : nibble << 4
+                }
+            }
+            return RawTensor(name: name, dtype: "U8", shape: [rows, width], bytes: bytes)
+        case "int8":
+            return RawTensor(
+                name: name, dtype: "I8", shape: [rows, columns], bytes: codes.map { UInt8(bitPattern: Int8($0)) })
+        default:
+            return RawTensor(
+                name: name, dtype: "I16", shape: [rows, columns],
+                bytes: codes.flatMap { withUnsafeBytes(of: Int16($0).littleEndian) { Array($0) } })
+        }
+    }
+
+    /// Reads an exported file back: the model with dequantized weights and the plan of its activation
+    /// and weight quantizers (the Ā medians, which only explain the fit, are not exported).
+    public static func read(_ path: String) throws -> (model: VimModel, plan: QuantizationPlan) {
+        let file = try SafetensorsFile(path: path)
+        func invalid(_ detail: String) -> QuantizationError {
+            .invalidCalibrationFile(path: path, detail: "not a qmamba export: \(detail)")
+        }
+        guard let text = file.metadata["qmamba"], let configurationText = file.metadata["configuration"],
+            let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+            object["format"] as? Int == formatVersion, let weightInfo = object["weights"] as? [String: [String: Any]],
+            let activationInfo = object["activations"] as? [String: [String: Any]],
+            let methodName = object["method"] as? String, let setting = object["setting"] as? String
+        else { throw invalid("the 'qmamba' metadata is missing or of another version") }
+        let configuration = try JSONDecoder().decode(VimConfiguration.self, from: Data(configurationText.utf8))
+        var settings = try QuantizationSettings(named: setting)
+        settings.edgeBits = object["edge_bits"] as? Int ?? settings.edgeBits
+        settings.groups = object["groups"] as? Int ?? settings.groups
+        settings.ltsqThreshold = (object["ltsq_threshold"] as? NSNumber)?.floatValue ?? settings.ltsqThreshold
+
+        func floats(_ name: String) throws -> [Float] { try file.tensor(named: name).scalars }
+        func integers(_ name: String) throws -> [Int] { try file.rawTensor(named: name).int32Values.map(Int.init) }
+
+        var floatTensors: [String: Tensor] = [:]
+        var weightPlan: [(WeightPoint, WeightQuantization)] = []
+        for point in WeightPoint.all(depth: configuration.depth) {
+            let key = point.description
+            guard let info = weightInfo[key], let bits = info["bits"] as? Int, let shape = info["shape"] as? [Int],
+                let packing = info["packing"] as? String
+            else { throw invalid("no quantized weight '\(key)'") }
+            let scales = try floats(key + ".scale")
+            let rows = scales.count
+            let columns = shape.reduce(1, *) / max(rows, 1)
+            let raw = try file.rawTensor(named: key + ".qweight")
+            let expected = packing == "int4x2" ? [rows, (columns + 1) / 2] : [rows, columns]
+            guard raw.shape == expected, rows * columns == shape.reduce(1, *) else {
+                throw invalid("'\(key).qweight' has shape \(raw.shape), expected \(expected)")
+            }
+            let codes = unpacked(raw, packing: packing, rows: rows, columns: columns)
+            var values = [Float](repeating: 0, count: codes.count)
+            for i in codes.indices { values[i] = scales[i / columns] * Float(codes[i]) }
+            floatTensors[key] = Tensor(shape: shape, scalars: values)
+            weightPlan.append((point, WeightQuantization(bits: bits, scales: scales)))
+        }
+        let quantizedKeys = Set(weightInfo.keys)
+        let auxiliary = Set(quantizedKeys.flatMap { [$0 + ".qweight", $0 + ".scale"] })
+        for name in file.tensorNames where !name.hasPrefix("act.") && !auxiliary.contains(name) {
+            floatTensors[name] = try file.tensor(named: name)
+        }
+        var activations: [(ObservationPoint, ActivationQuantizer)] = []
+        for (point, _) in QuantizationPoints.activations(depth: configuration.depth) {
+            guard let info = activationInfo["\(point)"], let kind = info["kind"] as? String,
+                let bits = info["bits"] as? Int
+            else { continue }
+            let prefix = "act.\(point)."
+            let symmetric = info["symmetric"] as? Bool ?? false
+            switch kind {
+            case "uniform":
+                activations.append(
+                    (
+                        point,
+                        .uniform(
+                            UniformQuantizer(
+                                scale: try floats(prefix + "scale")[0],
+                                zeroPoint: try integers(prefix + "zero_point")[0],
+                                bits: bits, symmetric: symmetric))
+                    ))
+            case "ltsq":
+                activations.append(
+                    (
+                        point,
+                        .longTailed(
+                            LongTailedSkewnessQuantizer(bits: bits, logScale: try floats(prefix + "log_scale")[0]))
+                    ))
+            case "tgq":
+                let boundaries = try integers(prefix + "boundaries")
+                let scales = try floats(prefix + "scale")
+                let zeroPoints = try integers(prefix + "zero_point")
+                guard boundaries.count == scales.count + 1, zeroPoints.count == scales.count else {
+                    throw invalid("TGQ parameters of \(point) disagree in length")
+                }
+                let groups = scales.indices.map { g in
+                    TemporalGroupQuantizer.Group(
+                        steps: boundaries[g]..<boundaries[g + 1],
+                        quantizer: UniformQuantizer(
+                            scale: scales[g], zeroPoint: zeroPoints[g], bits: bits, symmetric: symmetric))
+                }
+                activations.append((point, .temporalGroups(TemporalGroupQuantizer(groups: groups))))
+            default: throw invalid("unknown quantizer kind '\(kind)' at \(point)")
+            }
+        }
+        let model = try VimModel(
+            loading: InMemoryTensors(path: path, tensors: floatTensors, order: floatTensors.keys.sorted()),
+            configuration: configuration)
+        let plan = QuantizationPlan(
+            method: try CalibrationMethod.named(methodName), settings: settings, activations: activations,
+            weights: weightPlan, discreteAMedians: [:])
+        return (model, plan)
+    }
+
+    private static func unpacked(_ raw: RawTensor, packing: String, rows: Int, columns: Int) -> [Int] {
+        switch packing {
+        case "int4x2":
+            let width = (columns + 1) / 2
+            var codes = [Int](repeating: 0, count: rows * columns)
+            for row in 0..<rows {
+                for column in 0..<columns {
+                    let byte = raw.bytes[row * width + column / 2]
+                    let nibble = column % 2 == 0 ? byte & 0x0F : byte >> 4
+                    codes[row * columns + column] = Int(Int8(bitPattern: nibble << 4) >> 4)
+                }
+            }
+            return codes
+        case "int8": return raw.bytes.map { Int(Int8(bitPattern: $0)) }
+        default:
+            return stride(from: 0, to: raw.bytes.count, by: 2).map {
+                Int(Int16(bitPattern: UInt16(raw.bytes[$0]) | UInt16(raw.bytes[$0 + 1]) << 8))
+            }
+        }
+    }
+}
+
+/// Named tensors held in memory, read like a file.
+struct InMemoryTensors: TensorSource {
+    let path: String
+    let tensors: [String: Tensor]
+    let order: [String]
+
+    var tensorNames: [String] { order }
+    func shape(of name: String) -> [Int]? { tensors[name]?.shape }
+    func tensor(named name: String) throws -> Tensor {
+        guard let tensor = tensors[name] else { throw CheckpointError.missingTensor(path: path, key: name) }
+        return tensor
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+
+/// A uniform affine grid in the form the scan kernel applies it: v̂ = s · (clamp(round(v / s) + z) − z).
+///
+/// The arithmetic is the element-wise definition (divide, round half to even, clamp, rescale), so
+/// the vectorised scan and an element-by-element loop give the same bits.
+public struct UniformGrid: Sendable, Equatable {
+    /// Step between grid values.
+    public var scale: Float
+    /// The code of 0, as a float.
+    public var zeroPoint: Float
+    /// The smallest code.
+    public var lowestCode: Float
+    /// The largest code.
+    public var highestCode: Float
+
+    /// A grid from its parameters.
+    public init(scale: Float, zeroPoint: Int, codes: ClosedRange<Int>) {
+        self.scale = scale
+        self.zeroPoint = Float(zeroPoint)
+        lowestCode = Float(codes.lowerBound)
+        highestCode = Float(codes.upperBound)
+    }
+
+    /// `value` snapped to the grid.
+    @inline(__always) public func snap(_ value: Float) -> Float {
+        let q = min(max((value / scale).rounded(.toNearestOrEven) + zeroPoint, lowestCode), highestCode)
+        return scale * (q - zeroPoint)
+    }
+
+    /// Snaps every element in place, eight at a time.
+    public func snap(_ values: inout [Float]) {
+        values.withUnsafeMutableBufferPointer { buffer in
+            forEachLanes(count: buffer.count) { i, width in
+                storePartial(snap(loadPartial(buffer.baseAddress! + i, width)), buffer.baseAddress! + i, width)
+            }
+        }
+    }
+
+    @inline(__always) func snap(_ values: Lanes) -> Lanes {
+        var q = (values / scale).rounded(.toNearestOrEven) + zeroPoint
+        q = q.replacing(with: lowestCode, where: q .< lowestCode)
+        q = q.replacing(with: highestCode, where: q .> highestCode)
+        return scale * (q - zeroPoint)
+    }
+}
+
+/// The base-2 logarithmic grid of LtSQ for Ā ∈ (0, 1]: code q = clamp(round(−log2(1 − Ā) + log2 s)),
+/// value 1 − s · 2^−q.
+///
+/// The code is found from the bits of g = 1 − Ā = 2^E · f (f ∈ [1, 2)) rather than a rounded log2:
+/// with m = log2 s + ½ = M + r (M an integer, r ∈ [0, 1)), q = M − E − [f > 2^r]. One comparison per
+/// element, exact up to the float value of 2^r. The value is 1 − fl(s) · 2^−q with 2^−q built from
+/// its bits (exact). Scalar and vectorised forms share this arithmetic, so they give the same bits.
+public struct LogarithmicGrid: Sendable, Equatable {
+    /// Bit width: codes 0 … 2^b − 1.
+    public let bits: Int
+    /// log2 of the scale s.
+    public let logScale: Float
+    let integerOffset: Int32
+    let fractionThreshold: Float
+    let scale: Float
+    /// 2^−M and 2^−(2^b − 1), for the vectorised form.
+    let inverseOffsetPower: Float
+    let lowestPower: Float
+
+    /// The grid of `bits` codes with log2 scale `logScale`.
+    public init(bits: Int, logScale: Float) {
+        precondition(bits >= 1 && bits <= 16)
+        self.bits = bits
+        self.logScale = logScale
+        let m = Double(logScale) + 0.5
+        integerOffset = Int32(m.rounded(.down))
+        fractionThreshold = Float(Foundation.exp2(m - m.rounded(.down)))
+        scale = Float(Foundation.exp2(Double(logScale)))
+        inverseOffsetPower = Float(sign: .plus, exponent: -Int(integerOffset), significand: 1)
+        lowestPower = Float(sign: .plus, exponent: -((1 << bits) - 1), significand: 1)
+    }
+
+    private var highestCode: Int32 { Int32((1 << bits) - 1) }
+
+    /// The code of Ā.
+    @inline(__always) public func code(_ discreteA: Float) -> Int {
+        let gap = 1 - discreteA
+        guard gap > 0 else { return Int(highestCode) }
+        let bits = gap.bitPattern
+        let exponent = Int32(bits >> 23) - 127
+        let fraction = Float(bitPattern: (bits & 0x7F_FFFF) | 0x3F80_0000)
+        let q = integerOffset - exponent - (fraction > fractionThreshold ? 1 : 0)
+        return Int(min(max(q, 0), highestCode))
+    }
+
+    /// The Ā a code stands for: 1 − fl(s) · 2^−q, with 2^−q exact (subnormal, or 0 below that).
+    @inline(__always) public func value(ofCode q: Int) -> Float {
+        1 - scale * Float(sign: .plus, exponent: -q, significand: 1)
+    }
+
+    /// Ā snapped to the grid.
+    @inline(__always) public func snap(_ discreteA: Float) -> Float { value(ofCode: code(discreteA)) }
+
+}
+
+/// How one scan quantity is snapped at every time step.
+public enum ScanStepGrid: Sendable, Equatable {
+    /// Left in float32.
+    case none
+    /// One uniform grid for every step.
+    case uniform(UniformGrid)
+    /// LtSQ's logarithmic grid (for Ā).
+    case logarithmic(LogarithmicGrid)
+    /// A uniform grid per time step (TGQ: the grid of the step's group), indexed by step.
+    case perTimeStep([UniformGrid])
+}
+
+/// Quantization applied inside the scan: Ā_t and B̄_t are snapped before the state update, h_t after
+/// it (the snapped h_t is what step t + 1 uses), exactly as a `ScanStepHook` that snaps them would.
+public struct ScanQuantization: Sendable, Equatable {
+    /// Ā_t = exp(Δ_t A).
+    public var discreteA: ScanStepGrid
+    /// B̄_t = Δ_t B_t.
+    public var discreteB: ScanStepGrid
+    /// h_t.
+    public var hiddenState: ScanStepGrid
+
+    /// Grids for the three quantities.
+    public init(discreteA: ScanStepGrid, discreteB: ScanStepGrid, hiddenState: ScanStepGrid) {
+        self.discreteA = discreteA
+        self.discreteB = discreteB
+        self.hiddenState = hiddenState
+    }
+}

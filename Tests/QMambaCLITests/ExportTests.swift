@@ -1,0 +1,53 @@
+import Checkpoint
+import Foundation
+import Quantization
+import TensorModule
+import TestSupport
+import Testing
+
+@Suite("qmamba export")
+struct ExportTests {
+    @Test(
+        "the exported file, read back and dequantized, reproduces the fake-quantized logits bit for bit",
+        arguments: [4, 8])
+    func roundTrip(bits: Int) throws {
+        let directory = Fixtures.temporaryDirectory()
+        let checkpoint = Fixtures.bundled("vim-official/vim_micro.pth")
+        let input = Fixtures.bundled("vim-official/vim_micro_input.npy")
+        let calibration = try QMambaExecutable.run([
+            "calibrate", "--checkpoint", checkpoint, "--data", images32, "--method", "qmamba", "--w-bits", String(bits),
+            "--a-bits", String(bits), "--output", directory + "/q.json",
+        ])
+        #expect(calibration.status == 0, "\(calibration.error)")
+        let export = try QMambaExecutable.run([
+            "export", "--checkpoint", checkpoint, "--quant", directory + "/q.json", "--output",
+            directory + "/m.safetensors",
+        ])
+        #expect(export.status == 0, "\(export.error)")
+        let forward = try QMambaExecutable.run([
+            "forward", "--checkpoint", checkpoint, "--input", input, "--quant", directory + "/q.json", "--output",
+            directory + "/logits.npy",
+        ])
+        #expect(forward.status == 0, "\(forward.error)")
+
+        let (model, plan) = try QuantizedModelFile.read(directory + "/m.safetensors")
+        #expect(plan.activations.contains { $0.quantizer.kind == "tgq" })
+        let images = try NumPyArray(contentsOf: input).tensor
+        let logits = try model(images, hooks: FakeQuantizationHooks(plan: plan))
+        #expect(logits.scalars == (try NumPyArray(contentsOf: directory + "/logits.npy")).tensor.scalars)
+
+        let file = try SafetensorsFile(path: directory + "/m.safetensors")
+        let packed = try file.rawTensor(named: "layers.0.mixer.in_proj.weight.qweight")
+        let original = try TorchCheckpoint(path: checkpoint).shape(of: "layers.0.mixer.in_proj.weight")!
+        #expect(packed.dtype == (bits == 4 ? "U8" : "I8"))
+        #expect(packed.shape == [original[0], bits == 4 ? original[1] / 2 : original[1]])
+        #expect(file.metadata["qmamba"]?.contains("\"method\":\"qmamba\"") == true)
+    }
+
+    @Test("a file that is not an export is refused with the reason")
+    func notAnExport() throws {
+        let path = Fixtures.temporaryDirectory() + "/plain.safetensors"
+        try SafetensorsFile.write([("a", Tensor(shape: [1], scalars: [1]))], to: path)
+        #expect { try QuantizedModelFile.read(path) } throws: { "\($0)".contains("not a qmamba export") }
+    }
+}
