@@ -12,7 +12,7 @@ public enum QMambaCLI {
     /// Every command, in the order help lists them.
     static let commands: [Command.Type] = [
         ModelsCommand.self, InspectCommand.self, PreprocessCommand.self, ForwardCommand.self, CalibrateCommand.self,
-        EvaluateCommand.self, TableCommand.self, ExportCommand.self,
+        EvaluateCommand.self, TableCommand.self, ExportCommand.self, ReportCommand.self,
         BenchCommand.self,
     ]
 

@@ -25,7 +25,7 @@ public enum Fitting {
         var lower = samples.minimum
         var upper = samples.maximum
         var best = UniformQuantizer(lower: lower, upper: upper, bits: bits)
-        var bestError = samples.squaredError(best.fakeQuantize)
+        var bestError = samples.squaredError(best)
         for _ in 0..<3 {
             for end in 0..<2 {
                 for ratio in ratios {
@@ -33,7 +33,7 @@ public enum Fitting {
                     let candidateUpper = end == 1 ? median + (samples.maximum - median) * ratio : upper
                     guard candidateUpper > candidateLower else { continue }
                     let candidate = UniformQuantizer(lower: candidateLower, upper: candidateUpper, bits: bits)
-                    let error = samples.squaredError(candidate.fakeQuantize)
+                    let error = samples.squaredError(candidate)
                     if error < bestError {
                         best = candidate
                         bestError = error
@@ -65,10 +65,11 @@ public enum Fitting {
 
     /// Σ count · (Ā − Ā̂)² over a histogram of u = −log2(1 − Ā), with Ā = 1 − 2^−u at bin centres.
     static func longTailedError(_ logHistogram: Histogram, _ quantizer: LongTailedSkewnessQuantizer) -> Double {
+        let grid = quantizer.grid
         var error = 0.0
         for (i, count) in logHistogram.counts.enumerated() where count > 0 {
             let u = logHistogram.center(i)
-            let d = Double(exp2(-u)) - Double(1 - quantizer.value(ofCode: quantizer.code(logDistance: u)))
+            let d = Double(exp2(-u)) - Double(1 - grid.value(ofCode: quantizer.code(logDistance: u)))
             error += Double(count) * d * d
         }
         return error
@@ -159,11 +160,7 @@ public enum Fitting {
                 for k in 0..<100 {
                     let quantizer = UniformQuantizer(
                         absoluteMaximum: absoluteMaximum * (1 - Float(k) / 100), bits: bits)
-                    var error: Float = 0
-                    for v in values {
-                        let d = v - quantizer.fakeQuantize(v)
-                        error += d * d
-                    }
+                    let error = quantizer.grid.squaredError(values)
                     if Double(error) < bestError {
                         bestError = Double(error)
                         bestScale = quantizer.scale

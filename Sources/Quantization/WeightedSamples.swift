@@ -1,3 +1,5 @@
+import TensorModule
+
 /// Histogram bins as weighted samples (bin centre, count), pooled from one or more histograms that
 /// may have different grids (h's per-step histograms). Fitters evaluate candidate quantizers on them.
 struct WeightedSamples {
@@ -22,12 +24,17 @@ struct WeightedSamples {
 
     var total: Double { weights.reduce(0, +) }
 
-    /// Σ weight · (v − Q(v))².
-    func squaredError(_ quantize: (Float) -> Float) -> Double {
+    /// Σ weight · (v − Q(v))² for the uniform quantizer `quantizer`.
+    func squaredError(_ quantizer: UniformQuantizer) -> Double {
+        let grid = quantizer.grid
         var error = 0.0
-        for i in values.indices {
-            let d = Double(values[i] - quantize(values[i]))
-            error += weights[i] * d * d
+        values.withUnsafeBufferPointer { v in
+            weights.withUnsafeBufferPointer { w in
+                for i in 0..<v.count {
+                    let d = Double(v[i] - grid.snap(v[i]))
+                    error += w[i] * d * d
+                }
+            }
         }
         return error
     }

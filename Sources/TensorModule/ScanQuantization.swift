@@ -37,6 +37,17 @@ public struct UniformGrid: Sendable, Equatable {
         }
     }
 
+    /// Σ (v − snap(v))² over `values`, eight at a time (float32 partial sums per lane).
+    public func squaredError(_ values: UnsafeBufferPointer<Float>) -> Float {
+        var sums = Lanes(repeating: 0)
+        forEachLanes(count: values.count) { i, width in
+            let v = loadPartial(values.baseAddress! + i, width)
+            let d = v - snap(v)
+            sums = sums.addingProduct(d, d)
+        }
+        return sums.sum()
+    }
+
     @inline(__always) func snap(_ values: Lanes) -> Lanes {
         var q = (values / scale).rounded(.toNearestOrEven) + zeroPoint
         q = q.replacing(with: lowestCode, where: q .< lowestCode)

@@ -98,6 +98,17 @@ enum QuantizationOptions {
         )
     }
 
+    /// The comma-separated methods of `--methods`.
+    static func methods(_ arguments: ParsedArguments) throws -> [CalibrationMethod] {
+        try (arguments.string("methods") ?? "").split(separator: ",").map { name in
+            do {
+                return try CalibrationMethod.named(String(name))
+            } catch {
+                throw CommandLineError.invalidValue(option: "methods", value: String(name), reason: "\(error)")
+            }
+        }
+    }
+
     /// The plan of `--quant`, checked against the model, or nil without the option.
     static func plan(_ arguments: ParsedArguments, model: VimModel) throws -> QuantizationPlan? {
         guard let path = arguments.string("quant") else { return nil }

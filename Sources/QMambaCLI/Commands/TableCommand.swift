@@ -37,13 +37,7 @@ enum TableCommand: Command {
             try OutputPath.check(prefix + ".md", inputs: [checkpoint])
             try OutputPath.check(prefix + ".json", inputs: [checkpoint])
         }
-        let methods = try arguments.string("methods")!.split(separator: ",").map { name in
-            do {
-                return try CalibrationMethod.named(String(name))
-            } catch {
-                throw CommandLineError.invalidValue(option: "methods", value: String(name), reason: "\(error)")
-            }
-        }
+        let methods = try QuantizationOptions.methods(arguments)
         let settings = try arguments.string("settings")!.split(separator: ",").map { name in
             do {
                 let parsed = try QuantizationSettings(named: String(name))
