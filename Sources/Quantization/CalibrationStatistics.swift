@@ -55,14 +55,9 @@ public struct CalibrationStatistics: Sendable {
     // MARK: - Range pass
 
     mutating func observeRange(_ i: Int, step: Int, _ values: [Float]) {
-        var low = points[i].minimum[step]
-        var high = points[i].maximum[step]
-        for v in values where !v.isNaN {
-            low = min(low, v)
-            high = max(high, v)
-        }
-        points[i].minimum[step] = low
-        points[i].maximum[step] = high
+        let (low, high) = values.withUnsafeBufferPointer(extremaIgnoringNaN)
+        points[i].minimum[step] = min(points[i].minimum[step], low)
+        points[i].maximum[step] = max(points[i].maximum[step], high)
     }
 
     /// The minima and maxima as flat arrays, for MIN and MAX reductions across ranks.

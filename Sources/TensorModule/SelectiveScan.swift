@@ -68,13 +68,24 @@ public enum SelectiveScan {
             for t in 0..<length {
                 let row = (s * length + t) * channels
                 let stateRow = (s * length + t) * states
-                for e in 0..<channels {
-                    let dt = delta.scalars[row + e]
-                    for k in 0..<states {
-                        var lanes = Lanes(repeating: 0)
-                        lanes[0] = dt * a.scalars[e * states + k]
-                        discreteA[e * states + k] = exponentialOfNonPositive(lanes)[0]
-                        discreteB[e * states + k] = dt * b.scalars[stateRow + k]
+                // Eight states at a time, each lane computed exactly as the vectorised kernel does.
+                a.scalars.withUnsafeBufferPointer { ap in
+                    b.scalars.withUnsafeBufferPointer { bp in
+                        discreteA.withUnsafeMutableBufferPointer { da in
+                            discreteB.withUnsafeMutableBufferPointer { db in
+                                for e in 0..<channels {
+                                    let dt = delta.scalars[row + e]
+                                    forEachLanes(count: states) { k, n in
+                                        let i = e * states + k
+                                        storePartial(
+                                            exponentialOfNonPositive(dt * loadPartial(ap.baseAddress! + i, n)),
+                                            da.baseAddress! + i, n)
+                                        storePartial(
+                                            dt * loadPartial(bp.baseAddress! + stateRow + k, n), db.baseAddress! + i, n)
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
                 hook.process(.discreteA, sequence: s, timeStep: t, values: &discreteA)

@@ -132,3 +132,18 @@ typealias Lanes = SIMD8<Float>
     }
     for j in 0..<width { p[j] = v[j] }
 }
+
+/// The smallest and largest of `values`, NaNs ignored (+∞ and −∞ when there is no other value),
+/// eight at a time.
+public func extremaIgnoringNaN(_ values: UnsafeBufferPointer<Float>) -> (minimum: Float, maximum: Float) {
+    var low = Lanes(repeating: .infinity)
+    var high = Lanes(repeating: -.infinity)
+    forEachLanes(count: values.count) { i, width in
+        // Missing lanes of a partial load repeat the first value, so they cannot move either extreme.
+        var v = width == 8 ? loadLanes(values.baseAddress! + i) : Lanes(repeating: values[i])
+        for j in 0..<width where width < 8 { v[j] = values[i + j] }
+        low = low.replacing(with: v, where: v .< low)
+        high = high.replacing(with: v, where: v .> high)
+    }
+    return (low.min(), high.max())
+}
