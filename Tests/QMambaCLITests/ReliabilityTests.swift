@@ -112,6 +112,39 @@ struct ReliabilityTests {
     }
 }
 
+extension ReliabilityTests {
+    @Test("a full file system: refused before work when the result cannot fit, and a write cut short leaves nothing")
+    func fullDisk() throws {
+        let mountPoint = Fixtures.temporaryDirectory() + "/small"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: false)
+        let mounted = try QMambaExecutable.runProcess(
+            "/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint])
+        guard mounted.status == 0 else {
+            print(
+                "SKIPPED: cannot mount a 2 MiB tmpfs here (\(mounted.error.trimmingCharacters(in: .newlines))); full-disk test did not run"
+            )
+            return
+        }
+        defer { _ = try? QMambaExecutable.runProcess("/bin/umount", [mountPoint]) }
+        // Leave about 300 KiB free.
+        try Data(count: 2 * 1024 * 1024 - 300 * 1024).write(to: URL(fileURLWithPath: mountPoint + "/filler"))
+
+        let refused = try QMambaExecutable.run([
+            "forward", "--checkpoint", Fixtures.bundled("vim-official/vim_micro.pth"), "--input",
+            Fixtures.bundled("vim-official/vim_micro_input.npy"), "--output", mountPoint + "/logits.npy",
+        ])
+        #expect(refused.status == 1)
+        #expect(refused.error.contains("MiB free"), "\(refused.error)")
+
+        let cut = try QMambaExecutable.run([
+            "preprocess", "--image", Fixtures.bundled("photos/chelsea.jpg"), "--output", mountPoint + "/big.npy",
+        ])
+        #expect(cut.status == 1)
+        #expect(cut.error.contains("No space left on device"), "\(cut.error)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: mountPoint) == ["filler"])
+    }
+}
+
 /// A value shared between the test and the thread that injects the fault.
 final class LockedValue<Value>: @unchecked Sendable {
     private let lock = NSLock()

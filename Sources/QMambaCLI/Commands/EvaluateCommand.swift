@@ -51,6 +51,12 @@ enum EvaluateCommand: Command {
         let runner = ShardRunner(
             dataset: dataset, cluster: cluster, batchSize: try arguments.integer("batch-size")!,
             transform: transform, strict: arguments.flag("strict"), console: out)
+        // Saved progress holds every image's prediction (about 150 bytes each), as does --predictions.
+        for option in ["json", "predictions"] where cluster.isRoot {
+            if let path = arguments.string(option) {
+                try OutputPath.requireSpace(path, bytes: dataset.samples.count * 256)
+            }
+        }
         var progress: EvaluationProgress?
         if cluster.isRoot, let json = arguments.string("json") {
             let fingerprint = try Self.fingerprint(

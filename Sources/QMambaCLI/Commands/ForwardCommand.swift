@@ -42,6 +42,7 @@ enum ForwardCommand: Command {
             )
         }
         let count = images.shape[0]
+        try OutputPath.requireSpace(outputPath, bytes: count * c.classCount * 4)
         let shard = (count * cluster.rank / cluster.size)..<(count * (cluster.rank + 1) / cluster.size)
         var logits: [Float] = []
         let started = Communicator.time
@@ -85,5 +86,19 @@ enum OutputPath {
         }
         close(descriptor)
         unlink(probe)
+    }
+
+    /// Refuses to start work whose result of about `bytes` cannot fit on the output's file system.
+    static func requireSpace(_ output: String, bytes: Int) throws {
+        let directory = URL(fileURLWithPath: output).resolvingSymlinksInPath().deletingLastPathComponent().path
+        var info = statvfs()
+        guard statvfs(directory, &info) == 0 else { return }
+        let free = Int(info.f_bavail) * Int(info.f_frsize)
+        let needed = bytes + (1 << 20)
+        guard free >= needed else {
+            throw CommandFailure(
+                "\(output): the result needs about \(needed >> 20) MiB but the file system of \(directory) has "
+                    + "\(free >> 20) MiB free")
+        }
     }
 }
