@@ -33,6 +33,7 @@ let package = Package(
         .systemLibrary(
             name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
 
         // MARK: - Libraries
         .target(name: "TensorModule", dependencies: ["CBLAS"], swiftSettings: kernelSettings),
@@ -48,7 +49,7 @@ let package = Package(
         // MARK: - Command line
         .target(
             name: "QMambaCLI",
-            dependencies: ["TensorModule", "Checkpoint", "Vim", "Quantization", "Cluster", "ImageData"]),
+            dependencies: ["TensorModule", "Checkpoint", "Vim", "Quantization", "Cluster", "ImageData", "CMalloc"]),
         .executableTarget(name: "qmamba", dependencies: ["QMambaCLI"]),
 
         // MARK: - Tests

@@ -1,3 +1,4 @@
+import CMalloc
 import Checkpoint
 import Cluster
 import Foundation
@@ -63,6 +64,10 @@ public enum QMambaCLI {
             return usageFailure(error)
         }
         Linear.useSingleThreadedBLAS()
+        // Every layer allocates tensors of megabytes. By default glibc serves those with fresh mmap()s
+        // and returns freed memory to the system, so each layer page-faults its buffers in again
+        // (about 10 % of the Vim-T forward pass); keeping them in the heap reuses the pages.
+        cmalloc_keep_large_blocks_in_heap(1 << 30)
         // A file-size limit would otherwise kill the process mid-write; ignored, the write fails
         // with EFBIG and is reported like a full disk.
         signal(SIGXFSZ, SIG_IGN)
