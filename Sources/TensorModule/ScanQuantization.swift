@@ -48,7 +48,7 @@ public struct UniformGrid: Sendable, Equatable {
         return sums.sum()
     }
 
-    @inline(__always) func snap(_ values: Lanes) -> Lanes {
+    @_transparent func snap(_ values: Lanes) -> Lanes {
         var q = (values / scale).rounded(.toNearestOrEven) + zeroPoint
         q = q.replacing(with: lowestCode, where: q .< lowestCode)
         q = q.replacing(with: highestCode, where: q .> highestCode)

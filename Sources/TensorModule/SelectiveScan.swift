@@ -124,6 +124,10 @@ private struct ScanOperands {
 }
 
 /// Snapping of one quantity, eight channels at a time; `enter` is called at each time step.
+///
+/// The snaps are `@_transparent`: `@inline(__always)` left LtSQ's out of line in the specialised
+/// kernel (a call per state update, with the SIMD8 argument split across two registers), which cost
+/// a fifth of the quantized pass.
 private protocol LaneSnap {
     mutating func enter(step: Int)
     func snap(_ values: Lanes) -> Lanes
@@ -137,7 +141,7 @@ private struct Unquantized: LaneSnap {
 private struct UniformSnap: LaneSnap {
     let grid: UniformGrid
     @inline(__always) mutating func enter(step: Int) {}
-    @inline(__always) func snap(_ values: Lanes) -> Lanes { grid.snap(values) }
+    @_transparent func snap(_ values: Lanes) -> Lanes { grid.snap(values) }
 }
 
 /// LtSQ's grid on 2^−q directly, in floating point only (SIMD integer selects compile to per-lane
@@ -158,7 +162,7 @@ private struct LogarithmicSnap: LaneSnap {
 
     @inline(__always) mutating func enter(step: Int) {}
 
-    @inline(__always) func snap(_ discreteA: Lanes) -> Lanes {
+    @_transparent func snap(_ discreteA: Lanes) -> Lanes {
         let gap = 1 - discreteA
         let octave = unsafeBitCast(unsafeBitCast(gap, to: SIMD8<UInt32>.self) & 0x7F80_0000, to: Lanes.self)
         var power = octave * inverseOffsetPower
@@ -172,7 +176,7 @@ private struct PerStepSnap: LaneSnap {
     let grids: [UniformGrid]
     var current: UniformGrid
     @inline(__always) mutating func enter(step: Int) { current = grids[step] }
-    @inline(__always) func snap(_ values: Lanes) -> Lanes { current.snap(values) }
+    @_transparent func snap(_ values: Lanes) -> Lanes { current.snap(values) }
 }
 
 /// Receives a quantity's snap as a concrete type, so each combination compiles to its own kernel.
