@@ -24,7 +24,7 @@ enum EvaluateCommand: Command {
             .value("predictions", "FILE", "write every image's label, top-5 classes and loss (tab-separated)"),
             .value(
                 "save-every", "N",
-                "with --json, save progress every N images in R.json.progress/ so an interrupted run can resume",
+                "with --json, save progress in blocks of at most N images in R.json.progress/ so an interrupted run can resume",
                 default: "256"),
             .flag("resume", "continue from the progress saved by an interrupted run with the same settings"),
         ]
@@ -39,7 +39,7 @@ enum EvaluateCommand: Command {
                 try OutputPath.check(path, inputs: [checkpoint] + [arguments.string("quant")].compactMap { $0 })
             }
         }
-        let blockSize = try arguments.integer("save-every")!
+        let saveEvery = try arguments.integer("save-every")!
         if arguments.flag("resume") && arguments.string("json") == nil {
             throw CommandLineError.invalidValue(
                 option: "resume", value: "", reason: "needs --json: progress is kept beside the result file")
@@ -48,6 +48,9 @@ enum EvaluateCommand: Command {
         let plan = try QuantizationOptions.plan(arguments, model: model)
         let dataset = try DataOptions.dataset(arguments, folderOption: "data", cluster: cluster)
         let transform = try DataOptions.transform(arguments, model: model)
+        // Blocks are also the unit of work: at most --save-every images, and small enough that up to
+        // 1024 ranks share a set. The size depends on the set alone, so a run may resume on other ranks.
+        let blockSize = max(1, min(saveEvery, (dataset.samples.count + 1023) / 1024))
         let runner = ShardRunner(
             dataset: dataset, cluster: cluster, batchSize: try arguments.integer("batch-size")!,
             transform: transform, strict: arguments.flag("strict"), console: out)
