@@ -59,14 +59,14 @@ typealias Lanes = SIMD8<Float>
 /// x = m·2^e with m in [√½, √2); ln m from the Cephes minimax polynomial in f = m − 1, and e·ln2
 /// added in two parts (Cody–Waite) so the sum stays exact.
 @inline(__always) func logarithm(_ x: Lanes) -> Lanes {
-    let bits = unsafeBitCast(x, to: SIMD8<Int32>.self)
-    var exponent = (bits &>> 23) &- 127
+    let bits = unsafeBitCast(x, to: SIMD8<UInt32>.self)
+    // The biased exponent as a float, exactly: its 8 bits placed in the mantissa of 2^23, minus 2^23.
+    // (SIMD integer selects and int-to-float lane conversions compile to per-lane loops.)
+    var e = unsafeBitCast(((bits &>> 23) & 0xFF) | 0x4B00_0000, to: Lanes.self) - (8_388_608 + 127)
     var mantissa = unsafeBitCast((bits & 0x007F_FFFF) | 0x3F80_0000, to: Lanes.self)
     let large = mantissa .> 1.414_213_56
     mantissa = mantissa.replacing(with: mantissa * 0.5, where: large)
-    exponent = exponent.replacing(with: exponent &+ 1, where: large)
-    var e = Lanes(repeating: 0)
-    for i in 0..<8 { e[i] = Float(exponent[i]) }
+    e = e.replacing(with: e + 1, where: large)
     let f = mantissa - 1
     let z = f * f
     var p = Lanes(repeating: 7.037_683_629_2e-2)
