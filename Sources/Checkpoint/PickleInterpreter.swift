@@ -181,12 +181,7 @@ struct PickleInterpreter {
             asInstance
             ? .object(PickleObject(className: Self.name(of: callable), arguments: values))
             : try call(callable, values)
-        if case .object(let object) = result {
-            object.nesting = arguments.nesting + 1
-            guard object.nesting <= Self.maximumNesting else {
-                throw failure("values nested more than \(Self.maximumNesting) deep")
-            }
-        }
+        if case .object(let object) = result { object.nesting = try embed([arguments]).nesting }
         push(result)
     }
 

@@ -70,6 +70,7 @@ final class EventLog {
     private let command: String
     private let ranks: Int
     private let start = Date()
+    private let clock = ISO8601DateFormatter()
 
     init(path: String, command: String, ranks: Int) throws {
         descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
@@ -87,8 +88,9 @@ final class EventLog {
         object["event"] = .string(name)
         object["command"] = .string(command)
         object["ranks"] = .integer(ranks)
-        object["time"] = .string(ISO8601DateFormatter().string(from: Date()))
-        object["elapsed_s"] = .double((Date().timeIntervalSince(start) * 1000).rounded() / 1000)
+        let now = Date()
+        object["time"] = .string(clock.string(from: now))
+        object["elapsed_s"] = .double((now.timeIntervalSince(start) * 1000).rounded() / 1000)
         let bytes = Array((CanonicalJSON.object(object).line + "\n").utf8)
         _ = bytes.withUnsafeBytes { Foundation.write(descriptor, $0.baseAddress, $0.count) }
     }

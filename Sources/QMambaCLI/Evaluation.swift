@@ -134,18 +134,19 @@ enum Evaluation {
         var doneFirsts: [UInt8] = Array(kept.keys.sorted().map(String.init).joined(separator: ",").utf8)
         cluster.broadcast(&doneFirsts)
         let done = Set(String(decoding: doneFirsts, as: UTF8.self).split(separator: ",").compactMap { Int($0) })
+        func length(ofBlockAt first: Int) -> Int { min(blockSize, count - first) }
+        let resumed = done.reduce(0) { $0 + length(ofBlockAt: $1) }
         let remaining = stride(from: 0, to: count, by: blockSize).filter { !done.contains($0) }
         let share = remaining[
             (cluster.rank * remaining.count / cluster.size)..<((cluster.rank + 1) * remaining.count / cluster.size)]
         var open: [Int: Block] = [:]
-        for first in share { open[first] = Block(first: first, count: min(blockSize, count - first)) }
+        for first in share { open[first] = Block(first: first, count: length(ofBlockAt: first)) }
 
         let (network, hooks) = quantized(model, plan: plan)
         let started = Date()
         var scored = 0
         _ = try runner.run(
-            label: label, indices: share.flatMap { $0..<(open[$0]!.first + open[$0]!.count) },
-            alreadyDone: count - remaining.reduce(0) { $0 + min(blockSize, count - $1) },
+            label: label, indices: share.flatMap { $0..<($0 + length(ofBlockAt: $0)) }, alreadyDone: resumed,
             afterRound: {
                 let finished = open.values.filter(\.isComplete).sorted { $0.first < $1.first }
                 for block in finished { open[block.first] = nil }
@@ -171,7 +172,7 @@ enum Evaluation {
         var result = Result(blocks: kept.keys.sorted().map { kept[$0]! })
         result.seconds = longest[0]
         result.rankTimes = stride(from: 0, to: times.count, by: 2).map { (Int(times[$0]), Double(times[$0 + 1])) }
-        result.resumedImages = done.reduce(0) { $0 + min(blockSize, count - $1) }
+        result.resumedImages = resumed
         return result
     }
 }

@@ -18,6 +18,15 @@ public enum ActivationQuantizer: Equatable, Sendable {
         case .temporalGroups: return "tgq"
         }
     }
+
+    /// The quantizer as the vectorised scan kernel applies it (TGQ as one grid per time step).
+    public var scanGrid: ScanStepGrid {
+        switch self {
+        case .uniform(let q): return .uniform(q.grid)
+        case .longTailed(let q): return .logarithmic(q.grid)
+        case .temporalGroups(let tgq): return .perTimeStep((0..<tgq.length).map { tgq.quantizer(atStep: $0).grid })
+        }
+    }
 }
 
 /// Per-output-channel symmetric quantization of one weight matrix.
@@ -27,15 +36,25 @@ public struct WeightQuantization: Equatable, Sendable {
     /// One scale per output channel.
     public var scales: [Float]
 
-    /// The matrix [channels, inputs] snapped to each channel's grid.
-    public func fakeQuantize(_ matrix: Tensor) -> Tensor {
+    /// The integer code of every element of `matrix` [channels, inputs], row-major.
+    public func codes(_ matrix: Tensor) -> [Int] {
         let columns = matrix.shape[1]
-        var out = matrix.scalars
+        var codes = [Int](repeating: 0, count: matrix.count)
         for (row, scale) in scales.enumerated() {
             let quantizer = UniformQuantizer(scale: scale, zeroPoint: 0, bits: bits, symmetric: true)
-            for i in (row * columns)..<((row + 1) * columns) { out[i] = quantizer.fakeQuantize(out[i]) }
+            for i in (row * columns)..<((row + 1) * columns) { codes[i] = quantizer.code(matrix.scalars[i]) }
         }
-        return Tensor(shape: matrix.shape, scalars: out)
+        return codes
+    }
+
+    /// The values codes stand for, scale[row] · code, for rows of `columns` codes.
+    public func values(ofCodes codes: [Int], columns: Int) -> [Float] {
+        codes.indices.map { scales[$0 / columns] * Float(codes[$0]) }
+    }
+
+    /// The matrix [channels, inputs] snapped to each channel's grid.
+    public func fakeQuantize(_ matrix: Tensor) -> Tensor {
+        Tensor(shape: matrix.shape, scalars: values(ofCodes: codes(matrix), columns: matrix.shape[1]))
     }
 }
 
@@ -126,35 +145,35 @@ public struct QuantizationPlan: Sendable, Equatable {
 /// the integer grid and dequantized. Ā, B̄ and h are quantized inside the scan at every step; the
 /// quantized h_t is what step t + 1 reuses, TGQ choosing the quantizer of t's group.
 public final class FakeQuantizationHooks: ForwardHooks {
+    private struct ScanBlock: Hashable {
+        let layer: Int
+        let direction: ScanDirection
+    }
+
     private let quantizers: [ObservationPoint: ActivationQuantizer]
     private let scanLayers: Set<Int>
-    private let fusedScans: [ObservationPoint: ScanQuantization]
+    private let fusedScan: Bool
+    private let scanGrids: [ScanBlock: ScanQuantization]
 
     /// Hooks applying `plan`'s activation quantizers. With `fusedScan` (the default) Ā, B̄ and h are
     /// snapped inside the vectorised scan kernel; without it, step by step through
     /// `processScanStep` (the definitional path; both give the same bits).
     public init(plan: QuantizationPlan, fusedScan: Bool = true) {
         let quantizers = Dictionary(uniqueKeysWithValues: plan.activations.map { ($0.point, $0.quantizer) })
-        let scanLayers = Set(plan.activations.filter { $0.point.site.isScanInternal }.compactMap(\.point.layer))
-        var fused: [ObservationPoint: ScanQuantization] = [:]
+        scanLayers = Set(plan.activations.filter { $0.point.site.isScanInternal }.compactMap(\.point.layer))
+        var grids: [ScanBlock: ScanQuantization] = [:]
         for layer in scanLayers where fusedScan {
-            for direction in [ScanDirection.forward, .backward] {
+            for direction in ScanDirection.allCases {
                 func grid(_ site: ObservationPoint.Site) -> ScanStepGrid {
-                    switch quantizers[ObservationPoint(layer: layer, direction: direction, site)] {
-                    case .uniform(let q)?: return .uniform(q.grid)
-                    case .longTailed(let q)?: return .logarithmic(q.grid)
-                    case .temporalGroups(let tgq)?:
-                        return .perTimeStep((0..<tgq.length).map { tgq.quantizer(atStep: $0).grid })
-                    case nil: return .none
-                    }
+                    quantizers[ObservationPoint(layer: layer, direction: direction, site)]?.scanGrid ?? .none
                 }
-                fused[ObservationPoint(layer: layer, direction: direction, .hiddenState)] = ScanQuantization(
+                grids[ScanBlock(layer: layer, direction: direction)] = ScanQuantization(
                     discreteA: grid(.discreteA), discreteB: grid(.discreteB), hiddenState: grid(.hiddenState))
             }
         }
         self.quantizers = quantizers
-        self.scanLayers = scanLayers
-        fusedScans = fused
+        self.fusedScan = fusedScan
+        scanGrids = grids
     }
 
     /// Snaps a tensor at a quantized point.
@@ -165,12 +184,12 @@ public final class FakeQuantizationHooks: ForwardHooks {
 
     /// The grids of this block's scan, for the fused kernel.
     public func scanQuantization(layer: Int, direction: ScanDirection) -> ScanQuantization? {
-        fusedScans[ObservationPoint(layer: layer, direction: direction, .hiddenState)]
+        scanGrids[ScanBlock(layer: layer, direction: direction)]
     }
 
     /// Whether this block's scans have quantized internals that go step by step.
     public func needsScanInternals(layer: Int, direction: ScanDirection) -> Bool {
-        scanLayers.contains(layer) && fusedScans.isEmpty
+        !fusedScan && scanLayers.contains(layer)
     }
 
     /// Snaps Ā_t, B̄_t or h_t at one step.

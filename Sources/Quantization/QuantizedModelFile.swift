@@ -29,14 +29,7 @@ public enum QuantizedModelFile {
             let key = point.description
             let matrix = point.matrix(in: weights)
             let (rows, columns) = (matrix.shape[0], matrix.shape[1])
-            var codes = [Int](repeating: 0, count: matrix.count)
-            for row in 0..<rows {
-                let quantizer = UniformQuantizer(
-                    scale: quantization.scales[row], zeroPoint: 0, bits: quantization.bits, symmetric: true)
-                for column in 0..<columns {
-                    codes[row * columns + column] = quantizer.code(matrix.scalars[row * columns + column])
-                }
-            }
+            let codes = quantization.codes(matrix)
             let packing = packing(bits: quantization.bits)
             tensors.append(packed(codes, rows: rows, columns: columns, packing: packing, name: key + ".qweight"))
             tensors.append(RawTensor(name: key + ".scale", Tensor(shape: [rows], scalars: quantization.scales)))
@@ -159,11 +152,10 @@ public enum QuantizedModelFile {
             guard raw.shape == expected, rows * columns == shape.reduce(1, *) else {
                 throw invalid("'\(key).qweight' has shape \(raw.shape), expected \(expected)")
             }
+            let quantization = WeightQuantization(bits: bits, scales: scales)
             let codes = unpacked(raw, packing: packing, rows: rows, columns: columns)
-            var values = [Float](repeating: 0, count: codes.count)
-            for i in codes.indices { values[i] = scales[i / columns] * Float(codes[i]) }
-            floatTensors[key] = Tensor(shape: shape, scalars: values)
-            weightPlan.append((point, WeightQuantization(bits: bits, scales: scales)))
+            floatTensors[key] = Tensor(shape: shape, scalars: quantization.values(ofCodes: codes, columns: columns))
+            weightPlan.append((point, quantization))
         }
         let quantizedKeys = Set(weightInfo.keys)
         let auxiliary = Set(quantizedKeys.flatMap { [$0 + ".qweight", $0 + ".scale"] })

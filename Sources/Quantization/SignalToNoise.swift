@@ -21,14 +21,14 @@ extension QuantizationPlan {
                 signal += Double(count) * v * v
                 noise += Double(count) * d * d
             }
+            func add(_ histogram: Histogram, snappedTo grid: UniformGrid) {
+                for (bin, count) in histogram.counts.enumerated() where count > 0 {
+                    add(histogram.center(bin), grid.snap(histogram.center(bin)), count)
+                }
+            }
             switch quantizer {
             case .uniform(let q):
-                let grid = q.grid
-                for histogram in entry.histograms {
-                    for (bin, count) in histogram.counts.enumerated() where count > 0 {
-                        add(histogram.center(bin), grid.snap(histogram.center(bin)), count)
-                    }
-                }
+                for histogram in entry.histograms { add(histogram, snappedTo: q.grid) }
             case .longTailed(let q):
                 guard let log = entry.logHistogram else { continue }
                 let grid = q.grid
@@ -38,10 +38,7 @@ extension QuantizationPlan {
                 }
             case .temporalGroups(let tgq):
                 for (step, histogram) in entry.histograms.enumerated() where step < tgq.length {
-                    let grid = tgq.quantizer(atStep: step).grid
-                    for (bin, count) in histogram.counts.enumerated() where count > 0 {
-                        add(histogram.center(bin), grid.snap(histogram.center(bin)), count)
-                    }
+                    add(histogram, snappedTo: tgq.quantizer(atStep: step).grid)
                 }
             }
             if signal > 0 && noise > 0 { result[entry.point] = 10 * log10(signal / noise) }

@@ -4,10 +4,13 @@ import Testing
 
 let images32 = Fixtures.bundled("images32")
 
-func calibrateArguments(_ output: String, checkpoint: String = microCheckpoint, data: String = images32) -> [String] {
+func calibrateArguments(
+    _ output: String, checkpoint: String = microCheckpoint, data: String = images32, method: String = "qmamba",
+    bits: Int = 4
+) -> [String] {
     [
-        "calibrate", "--checkpoint", checkpoint, "--data", data, "--method", "qmamba", "--w-bits", "4", "--a-bits", "4",
-        "--batch-size", "5", "--output", output,
+        "calibrate", "--checkpoint", checkpoint, "--data", data, "--method", method, "--w-bits", String(bits),
+        "--a-bits", String(bits), "--batch-size", "5", "--output", output,
     ]
 }
 

@@ -36,10 +36,8 @@ func logits(_ checkpoint: String, _ input: String, method: String? = nil, bits: 
     let directory = Fixtures.temporaryDirectory()
     var extra: [String] = []
     if let method {
-        let calibration = try QMambaExecutable.run([
-            "calibrate", "--checkpoint", checkpoint, "--data", images32, "--method", method, "--w-bits", String(bits),
-            "--a-bits", String(bits), "--output", "\(directory)/q.json",
-        ])
+        let calibration = try QMambaExecutable.run(
+            calibrateArguments("\(directory)/q.json", checkpoint: checkpoint, method: method, bits: bits))
         #expect(calibration.status == 0, "\(calibration.error)")
         extra = ["--quant", "\(directory)/q.json"]
     }

@@ -12,12 +12,10 @@ struct ExportTests {
         arguments: [4, 8])
     func roundTrip(bits: Int) throws {
         let directory = Fixtures.temporaryDirectory()
-        let checkpoint = Fixtures.bundled("vim-official/vim_micro.pth")
+        let checkpoint = microCheckpoint
         let input = Fixtures.bundled("vim-official/vim_micro_input.npy")
-        let calibration = try QMambaExecutable.run([
-            "calibrate", "--checkpoint", checkpoint, "--data", images32, "--method", "qmamba", "--w-bits", String(bits),
-            "--a-bits", String(bits), "--output", directory + "/q.json",
-        ])
+        let calibration = try QMambaExecutable.run(
+            calibrateArguments(directory + "/q.json", bits: bits))
         #expect(calibration.status == 0, "\(calibration.error)")
         let export = try QMambaExecutable.run([
             "export", "--checkpoint", checkpoint, "--quant", directory + "/q.json", "--output",

@@ -11,11 +11,8 @@ struct ReportTests {
     @Test("the report is one self-contained HTML page of well-formed SVG figures, with SQNR and accuracy tables")
     func report() throws {
         let directory = Fixtures.temporaryDirectory()
-        let checkpoint = Fixtures.bundled("vim-official/vim_micro.pth")
-        let calibration = try QMambaExecutable.run([
-            "calibrate", "--checkpoint", checkpoint, "--data", images32, "--method", "qmamba", "--w-bits", "4",
-            "--a-bits", "4", "--output", directory + "/q.json",
-        ])
+        let checkpoint = microCheckpoint
+        let calibration = try QMambaExecutable.run(calibrateArguments(directory + "/q.json"))
         #expect(calibration.status == 0, "\(calibration.error)")
         let table =
             #"{"checkpoint": "vim_micro.pth", "validation_images": 12, "methods": ["qmamba"], "settings": ["W4A4"], "fp32": {"top1": 50.0, "top5": 100.0}, "results": {"qmamba": {"W4A4": {"top1": 41.67, "top5": 91.67}}}}"#

@@ -72,7 +72,7 @@ enum OutputPath {
         for input in inputs where URL(fileURLWithPath: input).resolvingSymlinksInPath().path == resolved {
             throw CommandFailure("refusing to write the output over the input \(input)")
         }
-        let directory = URL(fileURLWithPath: resolved).deletingLastPathComponent().path
+        let directory = directory(of: output)
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw CommandFailure("\(output): the directory \(directory) does not exist")
@@ -88,9 +88,14 @@ enum OutputPath {
         unlink(probe)
     }
 
+    /// The directory an output will be written in, symbolic links resolved.
+    private static func directory(of output: String) -> String {
+        URL(fileURLWithPath: output).resolvingSymlinksInPath().deletingLastPathComponent().path
+    }
+
     /// Refuses to start work whose result of about `bytes` cannot fit on the output's file system.
     static func requireSpace(_ output: String, bytes: Int) throws {
-        let directory = URL(fileURLWithPath: output).resolvingSymlinksInPath().deletingLastPathComponent().path
+        let directory = directory(of: output)
         var info = statvfs()
         guard statvfs(directory, &info) == 0 else { return }
         let free = Int(info.f_bavail) * Int(info.f_frsize)
