@@ -92,7 +92,7 @@ public struct CalibrationStatistics: Sendable {
     mutating func observeCounts(_ i: Int, step: Int, _ values: [Float]) {
         points[i].histograms[step].add(values)
         if points[i].role == .discreteA {
-            points[i].logHistogram!.add(values.lazy.map(LongTailedSkewnessQuantizer.logDistance))
+            points[i].logHistogram!.add(LongTailedSkewnessQuantizer.logDistances(values))
         }
     }
 

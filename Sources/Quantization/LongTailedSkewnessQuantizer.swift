@@ -32,10 +32,16 @@ public struct LongTailedSkewnessQuantizer: Equatable, Sendable {
         self.logScale = logScale
     }
 
-    /// −log2(1 − Ā), the coordinate LtSQ rounds in (capped at `maximumLogDistance`).
-    @inline(__always) public static func logDistance(_ discreteA: Float) -> Float {
-        let gap = 1 - discreteA
-        return gap <= 0 ? maximumLogDistance : min(-log2(gap), maximumLogDistance)
+    /// −log2(1 − Ā) of every Ā, the coordinate LtSQ rounds in (capped at `maximumLogDistance`; NaN
+    /// stays NaN).
+    ///
+    /// Calibration takes this of every Ā of every scan, so the logarithm is the vectorised one
+    /// (`binaryLogarithms`): glibc's `log2f` one value at a time was an eighth of a calibration profile.
+    public static func logDistances(_ discreteA: [Float]) -> [Float] {
+        let gaps = discreteA.map { 1 - $0 }
+        return zip(gaps, binaryLogarithms(gaps)).map { gap, log in
+            gap > 0 ? min(-log, maximumLogDistance) : (gap.isNaN ? gap : maximumLogDistance)
+        }
     }
 
     /// The code of a log distance u = −log2(1 − Ā).

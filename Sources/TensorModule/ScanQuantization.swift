@@ -2,30 +2,28 @@ import Foundation
 
 /// A uniform affine grid in the form the scan kernel applies it: v̂ = s · (clamp(round(v / s) + z) − z).
 ///
-/// The arithmetic is the element-wise definition (divide, round half to even, clamp, rescale), so
-/// the vectorised scan and an element-by-element loop give the same bits.
+/// It is applied as v̂ = s · clamp(round(v / s), lo − z, hi − z): the same values, since codes and
+/// zero point are integers that floats hold exactly (|z| < 2^24), with two fewer operations in the
+/// scan's dependency chain. Scalar and vectorised forms share this arithmetic (divide, round half to
+/// even, clamp, rescale), so the vectorised scan and an element-by-element loop give the same bits.
 public struct UniformGrid: Sendable, Equatable {
     /// Step between grid values.
-    public var scale: Float
-    /// The code of 0, as a float.
-    public var zeroPoint: Float
-    /// The smallest code.
-    public var lowestCode: Float
-    /// The largest code.
-    public var highestCode: Float
+    public let scale: Float
+    /// The smallest multiple of the step on the grid: the lowest code minus the zero point.
+    public let lowestMultiple: Float
+    /// The largest multiple of the step on the grid: the highest code minus the zero point.
+    public let highestMultiple: Float
 
     /// A grid from its parameters.
     public init(scale: Float, zeroPoint: Int, codes: ClosedRange<Int>) {
         self.scale = scale
-        self.zeroPoint = Float(zeroPoint)
-        lowestCode = Float(codes.lowerBound)
-        highestCode = Float(codes.upperBound)
+        lowestMultiple = Float(codes.lowerBound - zeroPoint)
+        highestMultiple = Float(codes.upperBound - zeroPoint)
     }
 
     /// `value` snapped to the grid.
     @inline(__always) public func snap(_ value: Float) -> Float {
-        let q = min(max((value / scale).rounded(.toNearestOrEven) + zeroPoint, lowestCode), highestCode)
-        return scale * (q - zeroPoint)
+        scale * min(max((value / scale).rounded(.toNearestOrEven), lowestMultiple), highestMultiple)
     }
 
     /// Snaps every element in place, eight at a time.
@@ -49,10 +47,10 @@ public struct UniformGrid: Sendable, Equatable {
     }
 
     @_transparent func snap(_ values: Lanes) -> Lanes {
-        var q = (values / scale).rounded(.toNearestOrEven) + zeroPoint
-        q = q.replacing(with: lowestCode, where: q .< lowestCode)
-        q = q.replacing(with: highestCode, where: q .> highestCode)
-        return scale * (q - zeroPoint)
+        var q = (values / scale).rounded(.toNearestOrEven)
+        q = q.replacing(with: lowestMultiple, where: q .< lowestMultiple)
+        q = q.replacing(with: highestMultiple, where: q .> highestMultiple)
+        return scale * q
     }
 }
 

@@ -84,6 +84,19 @@ typealias Lanes = SIMD8<Float>
     return (f + y).addingProduct(e, 0.693_359_375)
 }
 
+/// log2 of every element, eight at a time: `logarithm` · log2(e), within about 2 ulp.
+///
+/// - Precondition: the elements are positive and finite; others give unspecified finite values.
+public func binaryLogarithms(_ values: [Float]) -> [Float] {
+    var out = values
+    out.withUnsafeMutableBufferPointer { p in
+        forEachLanes(count: p.count) { i, n in
+            storePartial(logarithm(loadPartial(p.baseAddress! + i, n)) * 1.442_695_04, p.baseAddress! + i, n)
+        }
+    }
+    return out
+}
+
 /// softplus(v) = ln(1 + e^v), and v itself above PyTorch's threshold of 20.
 ///
 /// ln(1 + t) is computed as ln(u) − ((u − 1) − t) / u with u = 1 + t: the correction restores what

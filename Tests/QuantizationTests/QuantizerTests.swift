@@ -53,8 +53,11 @@ struct QuantizerTests {
         let cases: [(Float, Int, Float)] = [
             (0.3, 1, 0.5), (0.9, 3, 0.875), (0.999, 10, 1 - exp2(-10)), (1.0, 15, 1 - exp2(-15)),
         ]
+        #expect(
+            LongTailedSkewnessQuantizer.logDistances([1, 1.5, 0.75, 0, 1 - exp2(-24)]) == [32, 32, 2, 0, 24])
+        #expect(LongTailedSkewnessQuantizer.logDistances([.nan])[0].isNaN)
         for (discreteA, code, value) in cases {
-            #expect(ltsq.code(logDistance: LongTailedSkewnessQuantizer.logDistance(discreteA)) == code)
+            #expect(ltsq.code(logDistance: LongTailedSkewnessQuantizer.logDistances([discreteA])[0]) == code)
             #expect(ltsq.fakeQuantize(discreteA) == value)
         }
     }
@@ -89,7 +92,7 @@ struct QuantizerTests {
                 : 1 - exp2(Float.random(in: -14 ... -4, using: &generator))
         }
         var logHistogram = Histogram(lower: 0, upper: LongTailedSkewnessQuantizer.maximumLogDistance, bins: 2048)
-        logHistogram.add(samples.map(LongTailedSkewnessQuantizer.logDistance))
+        logHistogram.add(LongTailedSkewnessQuantizer.logDistances(samples))
         let linear = WeightedSamples([histogram(samples)])
         let ltsq = Fitting.longTailed(logHistogram, bits: bits, search: false)
         let searched = Fitting.longTailed(logHistogram, bits: bits, search: true)
@@ -210,5 +213,34 @@ struct QuantizerTests {
             #expect(abs(chosen - errors.min()!) <= 1e-4 * errors.min()!)
         }
         #expect(scales[0] < UniformQuantizer(absoluteMaximum: 12, bits: 4).scale)
+    }
+}
+
+@Suite("Histogram")
+struct HistogramTests {
+    /// The bin of the definition, one value at a time in double precision.
+    func definitionBin(_ v: Float, _ h: Histogram) -> Int {
+        let scale = Double(h.counts.count) / (Double(h.upper) - Double(h.lower))
+        let position = (Double(v) - Double(h.lower)) * scale
+        return position.isNaN ? 0 : Int(min(max(position, 0), Double(h.counts.count - 1)))
+    }
+
+    @Test("vectorised binning equals the element-wise definition, edges, specials and tails included")
+    func binsMatchDefinition() {
+        var values = gaussian(4099, seed: 11).map { $0 * 3 }
+        values += [.nan, .infinity, -.infinity, -1e30, 1e30, 0, -0.0, .leastNonzeroMagnitude]
+        var h = Histogram(lower: -2, upper: 2.5, bins: 97)
+        // Exact bin edges, and their float neighbours, are where a rounding slip would show.
+        for i in 0...97 {
+            let edge = Float(-2 + Double(i) * h.binWidth)
+            values += [edge, edge.nextUp, edge.nextDown]
+        }
+        for count in [values.count, 1, 2, 3, 5] {
+            h.counts = [Int64](repeating: 0, count: 97)
+            h.add(Array(values.prefix(count)))
+            var expected = [Int64](repeating: 0, count: 97)
+            for v in values.prefix(count) { expected[definitionBin(v, h)] += 1 }
+            #expect(h.counts == expected, "first \(count) values")
+        }
     }
 }

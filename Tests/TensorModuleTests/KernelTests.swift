@@ -28,6 +28,25 @@ struct KernelTests {
         #expect(exponential(Lanes(repeating: 0))[0] == 1)
     }
 
+    @Test("binary logarithm is within 3 ulp of log2 from the smallest normal float to the largest")
+    func binaryLogarithmAccuracy() {
+        var values: [Float] = [
+            1, 2, 0.5, Float(1).nextDown, Float(1).nextUp, .leastNormalMagnitude, .greatestFiniteMagnitude,
+        ]
+        var x = Float.leastNormalMagnitude
+        while x < 1e38 {
+            values.append(x)
+            x *= 1.0173
+        }
+        let logs = binaryLogarithms(values)
+        for (v, l) in zip(values, logs) {
+            let reference = Foundation.log2(Double(v))
+            let ulp = Double(Float(reference).ulp)
+            #expect(abs(Double(l) - reference) <= 3 * ulp, "log2(\(v)) = \(l), expected \(reference)")
+        }
+        #expect(logs[0] == 0 && logs[1] == 1 && logs[2] == -1)
+    }
+
     @Test("softplus is within a few ulp of log1p(exp(v)) from -80 to 30, including the threshold at 20")
     func softplusAccuracy() {
         var worst: Double = 0
