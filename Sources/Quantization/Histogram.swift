@@ -39,8 +39,8 @@ public struct Histogram: Equatable, Sendable {
     /// precision, clamped to the grid, NaN in bin 0.
     ///
     /// Calibration bins every Ā, B̄ and h of the scan, so the bin arithmetic runs four values at a time
-    /// (the integer comes from the low mantissa bits of ⌊position⌋ + 2^52, as SIMD double-to-integer
-    /// conversions compile to per-lane loops); only the increments are one at a time.
+    /// (the integer is read from the low mantissa bits of ⌊position⌋ + 2^52 rather than converted lane by
+    /// lane); only the increments are one at a time.
     public mutating func add(_ values: UnsafeBufferPointer<Float>) {
         typealias Positions = SIMD4<Double>
         let scale = Double(counts.count) / (Double(upper) - Double(lower))
