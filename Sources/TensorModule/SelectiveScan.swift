@@ -121,16 +121,19 @@ private struct ScanOperands {
     let aByLaneGroup: [Float]
     let b: Tensor
     let c: Tensor
-    let d: [Float]
+    /// D, one register per lane group (zero past E).
+    let skipByLaneGroup: [Lanes]
 
     init(x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: [Float]) {
         let (channels, states) = (a.shape[0], a.shape[1])
         let groups = (channels + 7) / 8
         var grouped = [Float](repeating: 0, count: groups * states * 8)
+        var skip = [Lanes](repeating: Lanes(repeating: 0), count: groups)
         for e in 0..<channels {
             for n in 0..<states { grouped[((e / 8) * states + n) * 8 + e % 8] = a.scalars[e * states + n] }
+            skip[e / 8][e % 8] = d[e]
         }
-        (self.x, self.delta, aByLaneGroup, self.b, self.c, self.d) = (x, delta, grouped, b, c, d)
+        (self.x, self.delta, aByLaneGroup, self.b, self.c, skipByLaneGroup) = (x, delta, grouped, b, c, skip)
     }
 }
 
@@ -243,15 +246,11 @@ private struct SnapHidden<A: LaneSnap, B: LaneSnap>: SnapConsumer {
 private func scanKernel<A: LaneSnap, B: LaneSnap, H: LaneSnap>(
     _ operands: ScanOperands, _ snapA: A, _ snapB: B, _ snapH: H
 ) -> [Float] {
-    let (x, delta, b, c, d) = (operands.x, operands.delta, operands.b, operands.c, operands.d)
+    let (x, delta, b, c) = (operands.x, operands.delta, operands.b, operands.c)
     let (sequences, length, channels) = (x.shape[0], x.shape[1], x.shape[2])
     let states = b.shape[2]
     let groups = (channels + 7) / 8
     var y = [Float](repeating: 0, count: x.count)
-    var skipByGroup = [Lanes](repeating: Lanes(repeating: 0), count: groups)
-    d.withUnsafeBufferPointer { skip in
-        forEachLanes(count: channels) { e, n in skipByGroup[e / 8] = loadPartial(skip.baseAddress! + e, n) }
-    }
     let hidden = UnsafeMutablePointer<Lanes>.allocate(capacity: groups * states)
     let discreteA = UnsafeMutablePointer<Lanes>.allocate(capacity: states)
     let discreteBInput = UnsafeMutablePointer<Lanes>.allocate(capacity: states)
@@ -266,7 +265,7 @@ private func scanKernel<A: LaneSnap, B: LaneSnap, H: LaneSnap>(
             operands.aByLaneGroup.withUnsafeBufferPointer { ap in
                 b.scalars.withUnsafeBufferPointer { bp in
                     c.scalars.withUnsafeBufferPointer { cp in
-                        skipByGroup.withUnsafeBufferPointer { skip in
+                        operands.skipByLaneGroup.withUnsafeBufferPointer { skip in
                             y.withUnsafeMutableBufferPointer { yp in
                                 for s in 0..<sequences {
                                     hidden.initialize(repeating: Lanes(repeating: 0), count: groups * states)
