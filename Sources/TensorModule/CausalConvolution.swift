@@ -17,7 +17,7 @@ public enum CausalConvolution {
         for e in 0..<channels {
             for k in 0..<taps { tapsByChannel[k * channels + e] = weight.scalars[e * taps + k] }
         }
-        var out = [Float](repeating: 0, count: input.count)
+        var out = [Float](overwrittenCount: input.count)
         input.scalars.withUnsafeBufferPointer { x in
             tapsByChannel.withUnsafeBufferPointer { w in
                 bias.withUnsafeBufferPointer { b in

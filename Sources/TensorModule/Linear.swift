@@ -22,7 +22,9 @@ public enum Linear {
         let n = weight.shape[0]
         precondition(input.shape.last == k, "input \(input.shape) does not end in \(k)")
         let m = input.count / max(k, 1)
-        var out = [Float](repeating: 0, count: m * n)
+        // The bias fill, or else sgemm with β = 0 (which leaves C unread), writes every output; only a
+        // product of no terms (K = 0) without a bias needs zeros.
+        var out = bias != nil || k > 0 ? [Float](overwrittenCount: m * n) : [Float](repeating: 0, count: m * n)
         if let bias {
             precondition(bias.count == n)
             for row in 0..<m {

@@ -250,7 +250,7 @@ private func scanKernel<A: LaneSnap, B: LaneSnap, H: LaneSnap>(
     let (sequences, length, channels) = (x.shape[0], x.shape[1], x.shape[2])
     let states = b.shape[2]
     let groups = (channels + 7) / 8
-    var y = [Float](repeating: 0, count: x.count)
+    var y = [Float](overwrittenCount: x.count)
     let hidden = UnsafeMutablePointer<Lanes>.allocate(capacity: groups * states)
     let discreteA = UnsafeMutablePointer<Lanes>.allocate(capacity: states)
     let discreteBInput = UnsafeMutablePointer<Lanes>.allocate(capacity: states)

@@ -4,7 +4,7 @@ extension Tensor {
         let width = shape.last ?? 0
         precondition(range.lowerBound >= 0 && range.upperBound <= width)
         let rows = count / max(width, 1)
-        var out = [Float](repeating: 0, count: rows * range.count)
+        var out = [Float](overwrittenCount: rows * range.count)
         scalars.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
                 for r in 0..<rows {
@@ -20,7 +20,7 @@ extension Tensor {
         precondition(rank >= 2)
         let (batch, length) = (shape[0], shape[1])
         let inner = count / max(batch * length, 1)
-        var out = [Float](repeating: 0, count: count)
+        var out = [Float](overwrittenCount: count)
         scalars.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
                 for b in 0..<batch {
@@ -47,8 +47,25 @@ extension Tensor {
         return Tensor(shape: lhs.shape, scalars: out)
     }
 
-    /// Every element multiplied by `factor`.
-    public static func * (lhs: Tensor, factor: Float) -> Tensor {
-        Tensor(shape: lhs.shape, scalars: lhs.scalars.map { $0 * factor })
+    /// (self + other with dimension 1 reversed) · ½, in one pass: the bidirectional mixer's average of
+    /// its forward output and its backward output, which was computed in reversed time.
+    /// It works in `self`'s storage, which the caller gives up.
+    public consuming func averaged(withTimeReversed other: Tensor) -> Tensor {
+        precondition(shape == other.shape && rank >= 2, "cannot average \(shape) with \(other.shape)")
+        var out = consume self
+        let (batch, length) = (out.shape[0], out.shape[1])
+        let inner = out.count / max(batch * length, 1)
+        out.scalars.withUnsafeMutableBufferPointer { p in
+            other.scalars.withUnsafeBufferPointer { r in
+                for b in 0..<batch {
+                    for t in 0..<length {
+                        let row = (b * length + t) * inner
+                        let reversed = (b * length + length - 1 - t) * inner
+                        for i in 0..<inner { p[row + i] = (p[row + i] + r[reversed + i]) * 0.5 }
+                    }
+                }
+            }
+        }
+        return out
     }
 }

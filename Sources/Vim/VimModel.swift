@@ -101,7 +101,7 @@ public struct VimModel: Sendable {
         let backward = scan(
             x.reversingTime(), gate: z.reversingTime(), weights: layer.backward, layer: index, direction: .backward,
             hooks: hooks)
-        var combined = (forward + backward.reversingTime()) * 0.5
+        var combined = forward.averaged(withTimeReversed: backward)
         hooks?.process(ObservationPoint(layer: index, .outProjectionInput), &combined)
         return Linear.apply(combined, weight: layer.outProjection)
     }
@@ -137,7 +137,7 @@ public struct VimModel: Sendable {
             x: u, delta: step, a: w.stateMatrix, b: b, c: c, d: w.skip,
             quantization: hooks?.scanQuantization(layer: layer, direction: direction), hook: stepHook)
         hooks?.process(point(.scanOutput), &y)
-        var gated = Activation.gate(y, by: gate)
+        var gated = Activation.gate(consume y, by: gate)
         hooks?.process(point(.gatedOutput), &gated)
         return gated
     }

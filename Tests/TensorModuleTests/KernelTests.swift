@@ -158,6 +158,22 @@ struct KernelTests {
         #expect(Array(all.scalars[(2 * 37 * 19)..<(5 * 37 * 19)]) == some.scalars)
     }
 
+    @Test("the bidirectional average pairs step t of one output with step L − 1 − t of the other")
+    func averageWithTimeReversed() {
+        let forward = randomTensor([2, 5, 3], in: -3...3, seed: 20)
+        let backward = randomTensor([2, 5, 3], in: -3...3, seed: 21)
+        let average = forward.averaged(withTimeReversed: backward)
+        for s in 0..<2 {
+            for t in 0..<5 {
+                for j in 0..<3 {
+                    let expected =
+                        (forward.scalars[(s * 5 + t) * 3 + j] + backward.scalars[(s * 5 + 4 - t) * 3 + j]) * 0.5
+                    #expect(average.scalars[(s * 5 + t) * 3 + j] == expected)
+                }
+            }
+        }
+    }
+
     @Test("RMSNorm, softplus and the gate match their formulas")
     func elementwise() {
         let x = randomTensor([3, 21], in: -30...30, seed: 15)
