@@ -56,8 +56,12 @@ public struct CalibrationStatistics: Sendable {
 
     mutating func observeRange(_ i: Int, step: Int, _ values: [Float]) {
         let (low, high) = values.withUnsafeBufferPointer(extremaIgnoringNaN)
-        points[i].minimum[step] = min(points[i].minimum[step], low)
-        points[i].maximum[step] = max(points[i].maximum[step], high)
+        observeRange(i, step: step, minimum: low, maximum: high)
+    }
+
+    mutating func observeRange(_ i: Int, step: Int, minimum: Float, maximum: Float) {
+        points[i].minimum[step] = min(points[i].minimum[step], minimum)
+        points[i].maximum[step] = max(points[i].maximum[step], maximum)
     }
 
     /// The minima and maxima as flat arrays, for MIN and MAX reductions across ranks.
@@ -150,8 +154,20 @@ public final class StatisticsObserver: ForwardHooks {
         record(i, step: 0, tensor.scalars)
     }
 
-    /// Ā, B̄ and h are observed in every scan.
-    public func needsScanInternals(layer: Int, direction: ScanDirection) -> Bool { true }
+    /// The histogram pass bins every Ā, B̄ and h, so the scan materialises them step by step.
+    public func needsScanInternals(layer: Int, direction: ScanDirection) -> Bool { pass == .histograms }
+
+    /// The range pass takes the extremes of Ā, B̄ and h from the vectorised scan.
+    public func recordsScanExtremes(layer: Int, direction: ScanDirection) -> Bool { pass == .ranges }
+
+    /// Records the extremes of Ā, B̄ or h (h per time step) of one scan.
+    public func processScanExtremes(_ point: ObservationPoint, _ extremes: ScanExtremes) {
+        guard let i = statistics.index[point] else { return }
+        precondition(extremes.minima.count == statistics.points[i].minimum.count)
+        for step in extremes.minima.indices {
+            statistics.observeRange(i, step: step, minimum: extremes.minima[step], maximum: extremes.maxima[step])
+        }
+    }
 
     /// Records Ā_t, B̄_t or h_t (h per time step).
     public func processScanStep(_ point: ObservationPoint, image: Int, timeStep: Int, _ values: inout [Float]) {

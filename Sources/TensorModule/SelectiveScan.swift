@@ -8,6 +8,21 @@ public enum ScanQuantity: Sendable {
     case hiddenState
 }
 
+/// The smallest and largest values a scan quantity took, NaN ignored (+∞ and −∞ where it took none).
+public struct ScanExtremes: Sendable, Equatable {
+    /// Per time step for h_t; one entry for Ā_t and B̄_t.
+    public var minima: [Float]
+    /// Per time step for h_t; one entry for Ā_t and B̄_t.
+    public var maxima: [Float]
+
+    /// Extremes from their values.
+    public init(minima: [Float], maxima: [Float]) {
+        precondition(minima.count == maxima.count)
+        self.minima = minima
+        self.maxima = maxima
+    }
+}
+
 /// Sees, and may replace, the scan's internal quantities one time step at a time.
 ///
 /// The buffers are E×N row-major (`values[e * N + n]`) and are reused between calls: a conformer
@@ -51,6 +66,26 @@ public enum SelectiveScan {
         if case .perTimeStep(let steps) = grids.hiddenState { precondition(steps.count >= length) }
         let y = withSnap(grids.discreteA, SnapDiscreteA(operands: operands, grids: grids))
         return Tensor(shape: x.shape, scalars: y)
+    }
+
+    /// The unquantized scan (as `apply`), also returning the smallest and largest Ā_t and B̄_t over
+    /// all steps, channels and states and of h_t per step, NaN ignored: what calibration's range pass
+    /// needs, found in the vectorised kernel instead of over materialised steps.
+    public static func applyRecordingExtremes(
+        x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: [Float]
+    ) -> (y: Tensor, discreteA: ScanExtremes, discreteB: ScanExtremes, hiddenState: ScanExtremes) {
+        precondition(x.rank == 3 && x.shape == delta.shape && a.rank == 2 && a.shape[0] == x.shape[2])
+        precondition(d.count == x.shape[2] && b.shape == [x.shape[0], x.shape[1], a.shape[1]] && c.shape == b.shape)
+        let operands = ScanOperands(x: x, delta: delta, a: a, b: b, c: c, d: d)
+        let states = a.shape[1]
+        let lanes = UnsafeMutablePointer<Lanes>.allocate(capacity: 6 * states)
+        defer { lanes.deallocate() }
+        let (y, (recordedA, recordedB, recordedH)) = scanKernel(
+            operands, ExtremesRecorder(slots: 1, states: states, lanes: lanes),
+            ExtremesRecorder(slots: 1, states: states, lanes: lanes + 2 * states),
+            ExtremesRecorder(slots: x.shape[1], states: states, lanes: lanes + 4 * states))
+        func extremes(_ r: ExtremesRecorder) -> ScanExtremes { ScanExtremes(minima: r.minima, maxima: r.maxima) }
+        return (Tensor(shape: x.shape, scalars: y), extremes(recordedA), extremes(recordedB), extremes(recordedH))
     }
 
     /// The definitional scan with every Ā_t, B̄_t and h_t materialised and handed to `hook`.
@@ -144,18 +179,28 @@ private struct ScanOperands {
 /// a fifth of the quantized pass.
 private protocol LaneSnap {
     mutating func enter(step: Int)
-    func snap(_ values: Lanes) -> Lanes
+    /// Called before each channel group with its number of real channels (8 but for a last partial group).
+    mutating func enter(laneCount: Int)
+    /// `values` belong to state `state` (0 ..< N) of the current channel group.
+    mutating func snap(_ values: Lanes, state: Int) -> Lanes
+    /// Called once the scan is done.
+    mutating func finish()
+}
+
+extension LaneSnap {
+    @inline(__always) mutating func enter(laneCount: Int) {}
+    @inline(__always) mutating func finish() {}
 }
 
 private struct Unquantized: LaneSnap {
     @inline(__always) mutating func enter(step: Int) {}
-    @inline(__always) func snap(_ values: Lanes) -> Lanes { values }
+    @inline(__always) mutating func snap(_ values: Lanes, state: Int) -> Lanes { values }
 }
 
 private struct UniformSnap: LaneSnap {
     let grid: UniformGrid
     @inline(__always) mutating func enter(step: Int) {}
-    @_transparent func snap(_ values: Lanes) -> Lanes { grid.snap(values) }
+    @_transparent mutating func snap(_ values: Lanes, state: Int) -> Lanes { grid.snap(values) }
 }
 
 /// LtSQ's grid on 2^−q directly, in floating point only (SIMD integer selects compile to per-lane
@@ -176,7 +221,7 @@ private struct LogarithmicSnap: LaneSnap {
 
     @inline(__always) mutating func enter(step: Int) {}
 
-    @_transparent func snap(_ discreteA: Lanes) -> Lanes {
+    @_transparent mutating func snap(_ discreteA: Lanes, state: Int) -> Lanes {
         let gap = 1 - discreteA
         let octave = unsafeBitCast(unsafeBitCast(gap, to: SIMD8<UInt32>.self) & 0x7F80_0000, to: Lanes.self)
         var power = octave * inverseOffsetPower
@@ -190,7 +235,63 @@ private struct PerStepSnap: LaneSnap {
     let grids: [UniformGrid]
     var current: UniformGrid
     @inline(__always) mutating func enter(step: Int) { current = grids[step] }
-    @_transparent func snap(_ values: Lanes) -> Lanes { current.snap(values) }
+    @_transparent mutating func snap(_ values: Lanes, state: Int) -> Lanes { current.snap(values) }
+}
+
+/// Leaves a quantity as it is and records its extremes, NaN ignored: over everything, or per time
+/// step.
+///
+/// Each state has its own eight-lane extremes (in `lanes`, owned by the caller), so successive
+/// updates do not wait on each other; they are reduced into `minima` and `maxima` when the step
+/// changes and at the end.
+private struct ExtremesRecorder: LaneSnap {
+    var minima: [Float]
+    var maxima: [Float]
+    /// Per state, the lowest then the highest lanes: 2 · N registers.
+    private let lanes: UnsafeMutablePointer<Lanes>
+    private let states: Int
+    private let perStep: Bool
+    private var slot = 0
+    /// Lanes past the last real channel of a partial group carry made-up values.
+    private var real = Lanes(repeating: 0) .== 0
+
+    init(slots: Int, states: Int, lanes: UnsafeMutablePointer<Lanes>) {
+        perStep = slots > 1
+        minima = [Float](repeating: .infinity, count: slots)
+        maxima = [Float](repeating: -.infinity, count: slots)
+        self.states = states
+        self.lanes = lanes
+        for k in 0..<states {
+            lanes[2 * k] = Lanes(repeating: .infinity)
+            lanes[2 * k + 1] = Lanes(repeating: -.infinity)
+        }
+    }
+
+    @inline(__always) mutating func enter(step: Int) {
+        guard perStep, step != slot else { return }
+        finish()
+        slot = step
+    }
+
+    @inline(__always) mutating func enter(laneCount: Int) {
+        real = Lanes(0, 1, 2, 3, 4, 5, 6, 7) .< Lanes(repeating: Float(laneCount))
+    }
+
+    @_transparent mutating func snap(_ values: Lanes, state: Int) -> Lanes {
+        let (low, high) = (lanes[2 * state], lanes[2 * state + 1])
+        lanes[2 * state] = low.replacing(with: values, where: (values .< low) .& real)
+        lanes[2 * state + 1] = high.replacing(with: values, where: (values .> high) .& real)
+        return values
+    }
+
+    @inline(__always) mutating func finish() {
+        for k in 0..<states {
+            minima[slot] = Swift.min(minima[slot], lanes[2 * k].min())
+            maxima[slot] = Swift.max(maxima[slot], lanes[2 * k + 1].max())
+            lanes[2 * k] = Lanes(repeating: .infinity)
+            lanes[2 * k + 1] = Lanes(repeating: -.infinity)
+        }
+    }
 }
 
 /// Receives a quantity's snap as a concrete type, so each combination compiles to its own kernel.
@@ -229,7 +330,7 @@ private struct SnapHidden<A: LaneSnap, B: LaneSnap>: SnapConsumer {
     let snapA: A
     let snapB: B
     func consume<H: LaneSnap>(_ snapH: H) -> [Float] {
-        scanKernel(operands, snapA, snapB, snapH)
+        scanKernel(operands, snapA, snapB, snapH).y
     }
 }
 
@@ -245,7 +346,7 @@ private struct SnapHidden<A: LaneSnap, B: LaneSnap>: SnapConsumer {
 /// reorder window overlaps more of these shorter loops than of the fused one (quantized pass 8% faster).
 private func scanKernel<A: LaneSnap, B: LaneSnap, H: LaneSnap>(
     _ operands: ScanOperands, _ snapA: A, _ snapB: B, _ snapH: H
-) -> [Float] {
+) -> (y: [Float], snaps: (A, B, H)) {
     let (x, delta, b, c) = (operands.x, operands.delta, operands.b, operands.c)
     let (sequences, length, channels) = (x.shape[0], x.shape[1], x.shape[2])
     let states = b.shape[2]
@@ -277,6 +378,9 @@ private func scanKernel<A: LaneSnap, B: LaneSnap, H: LaneSnap>(
                                         let bRow = bp.baseAddress! + (s * length + t) * states
                                         let cRow = cp.baseAddress! + (s * length + t) * states
                                         forEachLanes(count: channels) { e, n in
+                                            snapA.enter(laneCount: n)
+                                            snapB.enter(laneCount: n)
+                                            snapH.enter(laneCount: n)
                                             let g = e / 8
                                             let dt = loadPartial(dp.baseAddress! + row + e, n)
                                             let u = loadPartial(xp.baseAddress! + row + e, n)
@@ -284,13 +388,13 @@ private func scanKernel<A: LaneSnap, B: LaneSnap, H: LaneSnap>(
                                             let hGroup = hidden + g * states
                                             for k in 0..<states {
                                                 discreteA[k] = snapA.snap(
-                                                    exponentialOfNonPositive(dt * loadLanes(aGroup + k * 8)))
-                                                discreteBInput[k] = snapB.snap(dt * bRow[k]) * u
+                                                    exponentialOfNonPositive(dt * loadLanes(aGroup + k * 8)), state: k)
+                                                discreteBInput[k] = snapB.snap(dt * bRow[k], state: k) * u
                                             }
                                             var acc = skip[g] * u
                                             for k in 0..<states {
                                                 let h = snapH.snap(
-                                                    discreteBInput[k].addingProduct(discreteA[k], hGroup[k]))
+                                                    discreteBInput[k].addingProduct(discreteA[k], hGroup[k]), state: k)
                                                 hGroup[k] = h
                                                 acc = acc.addingProduct(h, Lanes(repeating: cRow[k]))
                                             }
@@ -305,5 +409,8 @@ private func scanKernel<A: LaneSnap, B: LaneSnap, H: LaneSnap>(
             }
         }
     }
-    return y
+    snapA.finish()
+    snapB.finish()
+    snapH.finish()
+    return (y, (snapA, snapB, snapH))
 }

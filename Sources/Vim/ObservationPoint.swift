@@ -142,6 +142,12 @@ public protocol ForwardHooks: AnyObject {
     /// Grids to snap Ā_t, B̄_t and h_t to inside the vectorised scan of this block and direction, or
     /// nil; takes the place of `needsScanInternals` for hooks that only quantize.
     func scanQuantization(layer: Int, direction: ScanDirection) -> ScanQuantization?
+    /// Whether the scan of this block and direction should report the extremes of Ā_t, B̄_t and
+    /// (per step) h_t, found inside the vectorised kernel; takes the place of `needsScanInternals`
+    /// for hooks that only need ranges.
+    func recordsScanExtremes(layer: Int, direction: ScanDirection) -> Bool
+    /// Called once per batch for Ā, B̄ and h when `recordsScanExtremes` returned true.
+    func processScanExtremes(_ point: ObservationPoint, _ extremes: ScanExtremes)
 }
 
 extension ForwardHooks {
@@ -149,6 +155,10 @@ extension ForwardHooks {
     public func needsScanInternals(layer: Int, direction: ScanDirection) -> Bool { false }
     /// By default the scan is not quantized.
     public func scanQuantization(layer: Int, direction: ScanDirection) -> ScanQuantization? { nil }
+    /// By default no extremes are recorded.
+    public func recordsScanExtremes(layer: Int, direction: ScanDirection) -> Bool { false }
+    /// By default extremes are ignored.
+    public func processScanExtremes(_ point: ObservationPoint, _ extremes: ScanExtremes) {}
     /// By default scan internals pass through unchanged.
     public func processScanStep(_ point: ObservationPoint, image: Int, timeStep: Int, _ values: inout [Float]) {}
 }

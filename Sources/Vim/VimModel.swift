@@ -133,9 +133,19 @@ public struct VimModel: Sendable {
             hooks.needsScanInternals(layer: layer, direction: direction)
                 ? ScanHookAdapter(hooks: hooks, layer: layer, direction: direction) : nil
         }
-        var y = SelectiveScan.apply(
-            x: u, delta: step, a: w.stateMatrix, b: b, c: c, d: w.skip,
-            quantization: hooks?.scanQuantization(layer: layer, direction: direction), hook: stepHook)
+        var y: Tensor
+        if stepHook == nil, let hooks, hooks.recordsScanExtremes(layer: layer, direction: direction) {
+            let recorded = SelectiveScan.applyRecordingExtremes(
+                x: u, delta: step, a: w.stateMatrix, b: b, c: c, d: w.skip)
+            hooks.processScanExtremes(point(.discreteA), recorded.discreteA)
+            hooks.processScanExtremes(point(.discreteB), recorded.discreteB)
+            hooks.processScanExtremes(point(.hiddenState), recorded.hiddenState)
+            y = recorded.y
+        } else {
+            y = SelectiveScan.apply(
+                x: u, delta: step, a: w.stateMatrix, b: b, c: c, d: w.skip,
+                quantization: hooks?.scanQuantization(layer: layer, direction: direction), hook: stepHook)
+        }
         hooks?.process(point(.scanOutput), &y)
         var gated = Activation.gate(consume y, by: gate)
         hooks?.process(point(.gatedOutput), &gated)

@@ -92,6 +92,51 @@ struct KernelTests {
         #expect(relativeDifference(y.scalars, reference: reference) < 1e-6)
     }
 
+    @Test("the scan's recorded extremes equal those of every materialised step, partial lane group included")
+    func scanExtremes() {
+        let (s, l, e, n) = (2, 13, 11, 5)
+        let x = randomTensor([s, l, e], seed: 1)
+        let delta = randomTensor([s, l, e], in: 0.001...2, seed: 2)
+        let a = randomTensor([e, n], in: -8 ... -0.1, seed: 3)
+        let b = randomTensor([s, l, n], seed: 4)
+        let c = randomTensor([s, l, n], seed: 5)
+        let d = randomTensor([e], seed: 6).scalars
+        /// Extremes over the E×N values the step-by-step path hands out.
+        final class Extremes: ScanStepHook {
+            var minima: [ScanQuantity: [Float]] = [:]
+            var maxima: [ScanQuantity: [Float]] = [:]
+            let length: Int
+            init(length: Int) { self.length = length }
+            func process(_ quantity: ScanQuantity, sequence: Int, timeStep: Int, values: inout [Float]) {
+                let slot = quantity == .hiddenState ? timeStep : 0
+                let count = quantity == .hiddenState ? length : 1
+                let (low, high) = values.withUnsafeBufferPointer(extremaIgnoringNaN)
+                var (lows, highs) = (
+                    minima[quantity] ?? [Float](repeating: .infinity, count: count),
+                    maxima[quantity] ?? [Float](repeating: -.infinity, count: count)
+                )
+                lows[slot] = min(lows[slot], low)
+                highs[slot] = max(highs[slot], high)
+                (minima[quantity], maxima[quantity]) = (lows, highs)
+            }
+        }
+        let reference = Extremes(length: l)
+        let stepwise = SelectiveScan.apply(x: x, delta: delta, a: a, b: b, c: c, d: d, hook: reference)
+        let recorded = SelectiveScan.applyRecordingExtremes(x: x, delta: delta, a: a, b: b, c: c, d: d)
+        #expect(recorded.y == SelectiveScan.apply(x: x, delta: delta, a: a, b: b, c: c, d: d))
+        #expect(relativeDifference(recorded.y.scalars, reference: stepwise.scalars) < 1e-6)
+        let pairs: [(ScanQuantity, ScanExtremes)] = [
+            (.discreteA, recorded.discreteA), (.discreteB, recorded.discreteB), (.hiddenState, recorded.hiddenState),
+        ]
+        for (quantity, extremes) in pairs {
+            #expect(extremes.minima == reference.minima[quantity], "\(quantity) minima")
+            #expect(extremes.maxima == reference.maxima[quantity], "\(quantity) maxima")
+        }
+        // Ā = exp(Δ A) < 1 in every real channel: the padded lanes (Δ = 0, so Ā = 1) were not counted.
+        #expect(recorded.discreteA.maxima[0] < 1)
+        #expect(recorded.hiddenState.minima.count == l)
+    }
+
     @Test("causal convolution uses only current and past steps, with zero padding")
     func causalConvolution() {
         let (s, l, e, k) = (2, 7, 10, 4)
