@@ -35,20 +35,10 @@ public struct LongTailedSkewnessQuantizer: Equatable, Sendable {
     /// −log2(1 − Ā) of every Ā, the coordinate LtSQ rounds in (capped at `maximumLogDistance`; NaN
     /// stays NaN).
     ///
-    /// Calibration takes this of every Ā of every scan, so the logarithm is the vectorised one
-    /// (`binaryLogarithms`): glibc's `log2f` one value at a time was an eighth of a calibration profile.
+    /// Calibration takes this of every Ā of every scan, so it is one vectorised pass: glibc's `log2f`
+    /// one value at a time was an eighth of a calibration profile.
     public static func logDistances(_ discreteA: [Float]) -> [Float] {
-        var distances = binaryLogarithms(discreteA.map { 1 - $0 })
-        // One pass over buffers, which the compiler vectorises (zip and map closures it did not).
-        distances.withUnsafeMutableBufferPointer { d in
-            discreteA.withUnsafeBufferPointer { a in
-                for i in d.indices {
-                    let gap = 1 - a[i]
-                    d[i] = gap > 0 ? min(-d[i], maximumLogDistance) : (gap.isNaN ? gap : maximumLogDistance)
-                }
-            }
-        }
-        return distances
+        negatedBinaryLogarithmsOfComplement(discreteA, cappedAt: maximumLogDistance)
     }
 
     /// The code of a log distance u = −log2(1 − Ā).

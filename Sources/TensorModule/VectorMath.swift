@@ -84,14 +84,19 @@ typealias Lanes = SIMD8<Float>
     return (f + y).addingProduct(e, 0.693_359_375)
 }
 
-/// log2 of every element, eight at a time: `logarithm` · log2(e), within about 2 ulp.
+/// min(−log2(1 − x), cap) for every element, eight at a time: the distance of x below 1 in octaves
+/// (LtSQ's coordinate for Ā), from `logarithm` · log2(e), within about 2 ulp.
 ///
-/// - Precondition: the elements are positive and finite; others give unspecified finite values.
-public func binaryLogarithms(_ values: [Float]) -> [Float] {
+/// x ≥ 1 gives `cap`; NaN stays NaN.
+public func negatedBinaryLogarithmsOfComplement(_ values: [Float], cappedAt cap: Float) -> [Float] {
     var out = values
     out.withUnsafeMutableBufferPointer { p in
         forEachLanes(count: p.count) { i, n in
-            storePartial(logarithm(loadPartial(p.baseAddress! + i, n)) * 1.442_695_04, p.baseAddress! + i, n)
+            let gap = 1 - loadPartial(p.baseAddress! + i, n)
+            let positive = gap .> 0
+            var distance = -(logarithm(gap.replacing(with: 1, where: .!positive)) * 1.442_695_04)
+            distance = distance.replacing(with: cap, where: .!positive .| (distance .> cap))
+            storePartial(distance.replacing(with: gap, where: gap .!= gap), p.baseAddress! + i, n)
         }
     }
     return out

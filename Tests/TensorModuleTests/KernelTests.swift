@@ -28,23 +28,25 @@ struct KernelTests {
         #expect(exponential(Lanes(repeating: 0))[0] == 1)
     }
 
-    @Test("binary logarithm is within 3 ulp of log2 from the smallest normal float to the largest")
-    func binaryLogarithmAccuracy() {
-        var values: [Float] = [
-            1, 2, 0.5, Float(1).nextDown, Float(1).nextUp, .leastNormalMagnitude, .greatestFiniteMagnitude,
-        ]
-        var x = Float.leastNormalMagnitude
-        while x < 1e38 {
-            values.append(x)
-            x *= 1.0173
+    @Test("−log2(1 − x) is within 3 ulp of the double-precision value, capped, with NaN kept")
+    func complementLogarithmAccuracy() {
+        // 1 − x runs over every octave from 2^−24 (x just below 1) up to large values (x very negative).
+        var values: [Float] = [0, 0.5, 0.75, Float(1).nextDown, -1]
+        var gap = Float(1).ulp / 2
+        while gap < 1e38 {
+            values.append(1 - gap)
+            gap *= 1.0173
         }
-        let logs = binaryLogarithms(values)
-        for (v, l) in zip(values, logs) {
-            let reference = Foundation.log2(Double(v))
+        let distances = negatedBinaryLogarithmsOfComplement(values, cappedAt: 1000)
+        for (v, distance) in zip(values, distances) {
+            let reference = -Foundation.log2(1 - Double(v))
             let ulp = Double(Float(reference).ulp)
-            #expect(abs(Double(l) - reference) <= 3 * ulp, "log2(\(v)) = \(l), expected \(reference)")
+            #expect(
+                abs(Double(distance) - reference) <= 3 * ulp, "−log2(1 − \(v)) = \(distance), expected \(reference)")
         }
-        #expect(logs[0] == 0 && logs[1] == 1 && logs[2] == -1)
+        #expect(distances[0] == 0 && distances[1] == 1 && distances[2] == 2 && distances[3] == 24)
+        #expect(negatedBinaryLogarithmsOfComplement([1, 2, 0.75], cappedAt: 1.5) == [1.5, 1.5, 1.5])
+        #expect(negatedBinaryLogarithmsOfComplement([.nan], cappedAt: 32)[0].isNaN)
     }
 
     @Test("softplus is within a few ulp of log1p(exp(v)) from -80 to 30, including the threshold at 20")
