@@ -125,11 +125,19 @@ public enum SelectiveScan {
                 }
                 hook.process(.discreteA, sequence: s, timeStep: t, values: &discreteA)
                 hook.process(.discreteB, sequence: s, timeStep: t, values: &discreteB)
-                for e in 0..<channels {
-                    let u = x.scalars[row + e]
-                    for k in 0..<states {
-                        let i = e * states + k
-                        hidden[i] = (discreteB[i] * u).addingProduct(discreteA[i], hidden[i])
+                discreteA.withUnsafeBufferPointer { da in
+                    discreteB.withUnsafeBufferPointer { db in
+                        hidden.withUnsafeMutableBufferPointer { hp in
+                            for e in 0..<channels {
+                                let u = Lanes(repeating: x.scalars[row + e])
+                                forEachLanes(count: states) { k, n in
+                                    let i = e * states + k
+                                    let h = (loadPartial(db.baseAddress! + i, n) * u).addingProduct(
+                                        loadPartial(da.baseAddress! + i, n), loadPartial(hp.baseAddress! + i, n))
+                                    storePartial(h, hp.baseAddress! + i, n)
+                                }
+                            }
+                        }
                     }
                 }
                 hook.process(.hiddenState, sequence: s, timeStep: t, values: &hidden)
