@@ -180,7 +180,8 @@ private struct ScanOperands {
     }
 }
 
-/// Snapping of one quantity, eight channels at a time; `enter` is called at each time step.
+/// What the kernel does with one quantity, eight channels at a time: snap it to a grid, leave it, or
+/// record its extremes; `enter` is called at each time step and before each channel group.
 ///
 /// The snaps are `@_transparent`: `@inline(__always)` left LtSQ's out of line in the specialised
 /// kernel (a call per state update, with the SIMD8 argument split across two registers), which cost

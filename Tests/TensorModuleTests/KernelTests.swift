@@ -10,6 +10,19 @@ func randomTensor(_ shape: [Int], in range: ClosedRange<Float> = -1...1, seed: U
         shape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in Float.random(in: range, using: &generator) })
 }
 
+/// 11 channels: one full lane block and a partial one.
+let scanSizes = (sequences: 2, length: 13, channels: 11, states: 5)
+
+/// Random scan inputs of `scanSizes`, with Δ > 0 and A < 0 as in a model.
+func scanInputs() -> (x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: [Float]) {
+    let (s, l, e, n) = scanSizes
+    return (
+        randomTensor([s, l, e], seed: 1), randomTensor([s, l, e], in: 0.001...2, seed: 2),
+        randomTensor([e, n], in: -8 ... -0.1, seed: 3), randomTensor([s, l, n], seed: 4),
+        randomTensor([s, l, n], seed: 5), randomTensor([e], seed: 6).scalars
+    )
+}
+
 @Suite("Kernels against naive double-precision references")
 struct KernelTests {
     @Test("exponential is within 2 ulp of exp over the float range, and saturates like expf")
@@ -64,13 +77,8 @@ struct KernelTests {
 
     @Test("the selective scan matches a sequential double-precision scan")
     func selectiveScan() {
-        let (s, l, e, n) = (2, 13, 11, 5)  // 11 channels: one full lane block and a partial one
-        let x = randomTensor([s, l, e], seed: 1)
-        let delta = randomTensor([s, l, e], in: 0.001...2, seed: 2)
-        let a = randomTensor([e, n], in: -8 ... -0.1, seed: 3)
-        let b = randomTensor([s, l, n], seed: 4)
-        let c = randomTensor([s, l, n], seed: 5)
-        let d = randomTensor([e], seed: 6).scalars
+        let (s, l, e, n) = scanSizes
+        let (x, delta, a, b, c, d) = scanInputs()
         let y = SelectiveScan.apply(x: x, delta: delta, a: a, b: b, c: c, d: d)
         var reference = [Float](repeating: 0, count: s * l * e)
         for seq in 0..<s {
@@ -96,13 +104,8 @@ struct KernelTests {
 
     @Test("the scan's recorded extremes equal those of every materialised step, partial lane group included")
     func scanExtremes() {
-        let (s, l, e, n) = (2, 13, 11, 5)
-        let x = randomTensor([s, l, e], seed: 1)
-        let delta = randomTensor([s, l, e], in: 0.001...2, seed: 2)
-        let a = randomTensor([e, n], in: -8 ... -0.1, seed: 3)
-        let b = randomTensor([s, l, n], seed: 4)
-        let c = randomTensor([s, l, n], seed: 5)
-        let d = randomTensor([e], seed: 6).scalars
+        let l = scanSizes.length
+        let (x, delta, a, b, c, d) = scanInputs()
         /// Extremes over the E×N values the step-by-step path hands out.
         final class Extremes: ScanStepHook {
             var minima: [ScanQuantity: [Float]] = [:]
