@@ -98,22 +98,23 @@ public enum SelectiveScan {
         var discreteA = [Float](repeating: 0, count: channels * states)
         var discreteB = discreteA
         var hidden = discreteA
+        let rates = a.scalars.map(binaryRate)
         for s in 0..<sequences {
             for i in hidden.indices { hidden[i] = 0 }
             for t in 0..<length {
                 let row = (s * length + t) * channels
                 let stateRow = (s * length + t) * states
                 // Eight states at a time, each lane computed exactly as the vectorised kernel does.
-                a.scalars.withUnsafeBufferPointer { ap in
+                rates.withUnsafeBufferPointer { ap in
                     b.scalars.withUnsafeBufferPointer { bp in
                         discreteA.withUnsafeMutableBufferPointer { da in
                             discreteB.withUnsafeMutableBufferPointer { db in
                                 for e in 0..<channels {
-                                    let dt = delta.scalars[row + e]
+                                    let dt = canonicalisingNaN(Lanes(repeating: delta.scalars[row + e]))
                                     forEachLanes(count: states) { k, n in
                                         let i = e * states + k
                                         storePartial(
-                                            exponentialOfNonPositive(dt * loadPartial(ap.baseAddress! + i, n)),
+                                            binaryExponentialOfNonPositive(dt * loadPartial(ap.baseAddress! + i, n)),
                                             da.baseAddress! + i, n)
                                         storePartial(
                                             dt * loadPartial(bp.baseAddress! + stateRow + k, n), db.baseAddress! + i, n)
@@ -155,13 +156,19 @@ public enum SelectiveScan {
     }
 }
 
+/// A·log2(e), the exponent of Ā = 2^(Δ·A·log2 e) per unit of Δ; a NaN becomes one without payload
+/// (see `binaryExponentialOfNonPositive`).
+private func binaryRate(_ a: Float) -> Float {
+    a.isNaN ? .nan : a * binaryLogarithmOfE
+}
+
 /// The inputs of one scan, as the kernel reads them.
 private struct ScanOperands {
     let x: Tensor
     let delta: Tensor
-    /// A in lane groups: `aByLaneGroup[(g · N + n) · 8 + j] = A[8g + j, n]`, channels past E zero, so
-    /// the kernel reads it front to back.
-    let aByLaneGroup: [Float]
+    /// `binaryRate(A)` in lane groups: `ratesByLaneGroup[(g · N + n) · 8 + j]` for A[8g + j, n],
+    /// channels past E zero, so the kernel reads it front to back.
+    let ratesByLaneGroup: [Float]
     let b: Tensor
     let c: Tensor
     /// D, one register per lane group (zero past E).
@@ -173,10 +180,10 @@ private struct ScanOperands {
         var grouped = [Float](repeating: 0, count: groups * states * 8)
         var skip = [Lanes](repeating: Lanes(repeating: 0), count: groups)
         for e in 0..<channels {
-            for n in 0..<states { grouped[((e / 8) * states + n) * 8 + e % 8] = a.scalars[e * states + n] }
+            for n in 0..<states { grouped[((e / 8) * states + n) * 8 + e % 8] = binaryRate(a.scalars[e * states + n]) }
             skip[e / 8][e % 8] = d[e]
         }
-        (self.x, self.delta, aByLaneGroup, self.b, self.c, skipByLaneGroup) = (x, delta, grouped, b, c, skip)
+        (self.x, self.delta, ratesByLaneGroup, self.b, self.c, skipByLaneGroup) = (x, delta, grouped, b, c, skip)
     }
 }
 
@@ -372,7 +379,7 @@ private func scanKernel<A: LaneSnap, B: LaneSnap, H: LaneSnap>(
     var (snapA, snapB, snapH) = (snapA, snapB, snapH)
     x.scalars.withUnsafeBufferPointer { xp in
         delta.scalars.withUnsafeBufferPointer { dp in
-            operands.aByLaneGroup.withUnsafeBufferPointer { ap in
+            operands.ratesByLaneGroup.withUnsafeBufferPointer { ap in
                 b.scalars.withUnsafeBufferPointer { bp in
                     c.scalars.withUnsafeBufferPointer { cp in
                         operands.skipByLaneGroup.withUnsafeBufferPointer { skip in
@@ -391,13 +398,14 @@ private func scanKernel<A: LaneSnap, B: LaneSnap, H: LaneSnap>(
                                             snapB.enter(laneCount: n)
                                             snapH.enter(laneCount: n)
                                             let g = e / 8
-                                            let dt = loadPartial(dp.baseAddress! + row + e, n)
+                                            let dt = canonicalisingNaN(loadPartial(dp.baseAddress! + row + e, n))
                                             let u = loadPartial(xp.baseAddress! + row + e, n)
-                                            let aGroup = ap.baseAddress! + g * states * 8
+                                            let rateGroup = ap.baseAddress! + g * states * 8
                                             let hGroup = hidden + g * states
                                             for k in 0..<states {
                                                 discreteA[k] = snapA.snap(
-                                                    exponentialOfNonPositive(dt * loadLanes(aGroup + k * 8)), state: k)
+                                                    binaryExponentialOfNonPositive(dt * loadLanes(rateGroup + k * 8)),
+                                                    state: k)
                                                 discreteBInput[k] = snapB.snap(dt * bRow[k], state: k) * u
                                             }
                                             var acc = skip[g] * u

@@ -17,31 +17,9 @@ typealias Lanes = SIMD8<Float>
 @inline(__always) func exponential(_ input: Lanes) -> Lanes {
     var x = input.replacing(with: -87.33654, where: input .< -87.33654)
     x = x.replacing(with: 89, where: x .> 89)
-    let (p, shifted) = exponentialCore(x)
-    // k may be 128 at the top clamp: split the power of two in two factors so it cannot overflow.
-    let bits = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
-    let half = bits &>> 1
-    let scaleA = unsafeBitCast((half &+ 127) &<< 23, to: Lanes.self)
-    let scaleB = unsafeBitCast((bits &- half &+ 127) &<< 23, to: Lanes.self)
-    return p * scaleA * scaleB
-}
-
-/// exp for x ≤ 0, as the scan's Δ·A always is (Δ = softplus(·) ≥ 0, A = −exp(A_log) < 0); a
-/// positive input gives exp(0) = 1. With k ≥ −126 a single power of two scales the polynomial, and
-/// the result equals `exponential`'s bit for bit on every x ≤ 0 (power-of-two scaling is exact).
-@inline(__always) func exponentialOfNonPositive(_ input: Lanes) -> Lanes {
-    var x = input.replacing(with: -87.33654, where: input .< -87.33654)
-    x = x.replacing(with: 0, where: x .> 0)
-    let (p, shifted) = exponentialCore(x)
-    let bits = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- (0x4B40_0000 - 127)
-    return p * unsafeBitCast(bits &<< 23, to: Lanes.self)
-}
-
-/// e^r on the reduced range and the shifted x·log2(e) whose low mantissa bits hold k (x = k·ln 2 + r).
-@inline(__always) private func exponentialCore(_ x: Lanes) -> (polynomial: Lanes, shifted: Lanes) {
-    // Adding 1.5·2^23 rounds x·log2(e) to the nearest integer in the low mantissa bits.
+    // Adding 1.5·2^23 rounds x·log2(e) to the nearest integer k in the low mantissa bits.
     let shifter = Lanes(repeating: 12_582_912.0)
-    let shifted = shifter.addingProduct(x, 1.442_695_04)
+    let shifted = shifter.addingProduct(x, binaryLogarithmOfE)
     let k = shifted - shifter
     var r = x.addingProduct(k, -0.693_359_375)
     r = r.addingProduct(k, 2.121_944_4e-4)
@@ -51,7 +29,49 @@ typealias Lanes = SIMD8<Float>
     p = Lanes(repeating: 4.166_579_59e-2).addingProduct(p, r)
     p = Lanes(repeating: 1.666_666_55e-1).addingProduct(p, r)
     p = Lanes(repeating: 5.000_000_12e-1).addingProduct(p, r)
-    return ((r + 1).addingProduct(p, r * r), shifted)
+    p = (r + 1).addingProduct(p, r * r)
+    // k may be 128 at the top clamp: split the power of two in two factors so it cannot overflow.
+    let bits = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
+    let half = bits &>> 1
+    let scaleA = unsafeBitCast((half &+ 127) &<< 23, to: Lanes.self)
+    let scaleB = unsafeBitCast((bits &- half &+ 127) &<< 23, to: Lanes.self)
+    return p * scaleA * scaleB
+}
+
+/// log2(e): a rate A·log2(e) turns the scan's e^(Δ·A) into 2^(Δ·A·log2 e), which needs no Cody–Waite
+/// reduction (as the official CUDA kernel, which calls exp2f on A·log2 e).
+let binaryLogarithmOfE: Float = 1.442_695_04
+
+/// 2^x for x ≤ 0, as the scan's Δ·A·log2(e) always is (Δ = softplus(·) ≥ 0, A = −exp(A_log) < 0),
+/// within about 1 ulp; below −126 it gives the smallest normal float, 2^−126.
+///
+/// k = round(x) from the low mantissa bits of x + 1.5·2^23, r = x − k exactly, 2^r from a degree-6
+/// minimax polynomial (relative error 2e−9 on [−½, ½]), and k added to its exponent bits: with
+/// −126 ≤ k ≤ 0 and r ≥ 0 whenever k = −126 the result is a normal float, so the addition is exact.
+/// 12 vector operations against 17 for `exponential`: the scan runs one per state update.
+///
+/// A NaN input must be a NaN without payload (as `canonicalisingNaN` makes it): the exponent addition
+/// could turn a NaN with other payload bits into a number.
+@inline(__always) func binaryExponentialOfNonPositive(_ input: Lanes) -> Lanes {
+    let x = input.replacing(with: -126, where: input .< -126)
+    let shifter = Lanes(repeating: 12_582_912.0)
+    let shifted = x + shifter
+    let r = x - (shifted - shifter)
+    var p = Lanes(repeating: 1.535_334_2e-4)
+    p = Lanes(repeating: 1.339_887_3e-3).addingProduct(p, r)
+    p = Lanes(repeating: 9.618_437_8e-3).addingProduct(p, r)
+    p = Lanes(repeating: 5.550_332_4e-2).addingProduct(p, r)
+    p = Lanes(repeating: 2.402_264_8e-1).addingProduct(p, r)
+    p = Lanes(repeating: 6.931_471_8e-1).addingProduct(p, r)
+    p = Lanes(repeating: 1).addingProduct(p, r)
+    // The shifter's own bits leave the word when shifted by 23, so this is k in the exponent field.
+    let power = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &<< 23
+    return unsafeBitCast(unsafeBitCast(p, to: SIMD8<Int32>.self) &+ power, to: Lanes.self)
+}
+
+/// `values` with every NaN replaced by `Float.nan`, whose payload bits are zero.
+@inline(__always) func canonicalisingNaN(_ values: Lanes) -> Lanes {
+    values.replacing(with: .nan, where: values .!= values)
 }
 
 /// ln(x) for eight lanes of positive, finite x, accurate to about 1 ulp.
@@ -94,7 +114,7 @@ public func negatedBinaryLogarithmsOfComplement(_ values: [Float], cappedAt cap:
         forEachLanes(count: p.count) { i, n in
             let gap = 1 - loadPartial(p.baseAddress! + i, n)
             let positive = gap .> 0
-            var distance = -(logarithm(gap.replacing(with: 1, where: .!positive)) * 1.442_695_04)
+            var distance = -(logarithm(gap.replacing(with: 1, where: .!positive)) * binaryLogarithmOfE)
             distance = distance.replacing(with: cap, where: .!positive .| (distance .> cap))
             storePartial(distance.replacing(with: gap, where: gap .!= gap), p.baseAddress! + i, n)
         }

@@ -41,6 +41,33 @@ struct KernelTests {
         #expect(exponential(Lanes(repeating: 0))[0] == 1)
     }
 
+    @Test("2^x for x ≤ 0 is within 2 ulp of exp2 down to −126, clamps below, and keeps NaN")
+    func binaryExponentialAccuracy() {
+        var worst: Double = 0
+        var x: Float = -126
+        while x <= 0 {
+            let reference = Foundation.exp2(Double(x))
+            let value = binaryExponentialOfNonPositive(Lanes(repeating: x))[0]
+            worst = max(worst, abs(Double(value) - reference) / reference)
+            x += 0.001_37
+        }
+        // Halfway points are where k = round(x) switches and r reaches ±½.
+        for k in -126...0 {
+            for x in [Float(k) - 0.5, Float(k) + 0.5, Float(k)] where x <= 0 && x >= -126 {
+                let value = binaryExponentialOfNonPositive(Lanes(repeating: x))[0]
+                let reference = Foundation.exp2(Double(x))
+                worst = max(worst, abs(Double(value) - reference) / reference)
+            }
+        }
+        #expect(worst < 2.5e-7, "worst relative error \(worst)")
+        #expect(binaryExponentialOfNonPositive(Lanes(repeating: -200))[0] == Float.leastNormalMagnitude)
+        #expect(binaryExponentialOfNonPositive(Lanes(repeating: 0))[0] == 1)
+        #expect(binaryExponentialOfNonPositive(Lanes(repeating: -1))[0] == 0.5)
+        let payloadNaN = Float(nan: 0x1234, signaling: false)
+        #expect(binaryExponentialOfNonPositive(canonicalisingNaN(Lanes(repeating: payloadNaN)))[0].isNaN)
+        #expect(binaryExponentialOfNonPositive(canonicalisingNaN(Lanes(repeating: -payloadNaN)))[0].isNaN)
+    }
+
     @Test("−log2(1 − x) is within 3 ulp of the double-precision value, capped, with NaN kept")
     func complementLogarithmAccuracy() {
         // 1 − x runs over every octave from 2^−24 (x just below 1) up to large values (x very negative).
