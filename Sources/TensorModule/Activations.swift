@@ -1,7 +1,7 @@
 /// Element-wise activations of the Mamba mixer.
 ///
-/// Each takes its input as `consuming` and works in its storage: the model passes temporaries, so no
-/// copy is made (the copies were 3 % of a Vim-T forward profile).
+/// Those that take their input as `consuming` work in its storage: the model passes temporaries, so
+/// no copy is made (the copies were 3 % of a Vim-T forward profile).
 public enum Activation {
     /// `softplus(v + bias[column])` over rows of `input`, with PyTorch's threshold: v for v > 20, else
     /// log1p(e^v). This is the step size Δ = softplus(dt_low · dt_projᵀ + dt_proj.bias).
@@ -24,28 +24,78 @@ public enum Activation {
         return out
     }
 
-    /// SiLU(v) = v / (1 + e^−v) applied to every element.
-    public static func silu(_ input: consuming Tensor) -> Tensor {
-        var out = consume input
+    /// SiLU(v) = v / (1 + e^−v) of `columns` of `source` (the last dimension): the mixer's gate
+    /// activation SiLU(z), read from its half of the input projection without a copy.
+    public static func silu(_ source: Tensor, columns: Range<Int>) -> Tensor {
+        let width = source.shape.last ?? 0
+        precondition(columns.lowerBound >= 0 && columns.upperBound <= width)
+        let rows = source.count / max(width, 1)
+        var out = [Float](overwrittenCount: rows * columns.count)
+        source.scalars.withUnsafeBufferPointer { x in
+            out.withUnsafeMutableBufferPointer { y in
+                for row in 0..<rows {
+                    let from = x.baseAddress! + row * width + columns.lowerBound
+                    let to = y.baseAddress! + row * columns.count
+                    forEachLanes(count: columns.count) { j, n in
+                        storePartial(TensorModule.silu(loadPartial(from + j, n)), to + j, n)
+                    }
+                }
+            }
+        }
+        return Tensor(shape: Array(source.shape.dropLast()) + [columns.count], scalars: out)
+    }
+
+    /// `y ⊙ SiLU(z)`, the mixer's output gate, from `gateActivation` = SiLU(z) [B, L, E]; with
+    /// `timeReversed`, y is in reverse time order (the backward direction) and step t of y is gated
+    /// by step L − 1 − t of SiLU(z).
+    public static func gate(_ y: consuming Tensor, by gateActivation: Tensor, timeReversed: Bool = false) -> Tensor {
+        precondition(y.shape == gateActivation.shape && y.rank >= 2)
+        var out = consume y
+        let shape = out.shape
         out.scalars.withUnsafeMutableBufferPointer { p in
-            forEachLanes(count: p.count) { i, n in
-                let v = loadPartial(p.baseAddress! + i, n)
-                storePartial(TensorModule.silu(v), p.baseAddress! + i, n)
+            gateActivation.scalars.withUnsafeBufferPointer { s in
+                forEachTimeStepPair(shape, reversed: timeReversed) { row, gateRow, width in
+                    forEachLanes(count: width) { j, n in
+                        let gated =
+                            loadPartial(p.baseAddress! + row + j, n) * loadPartial(s.baseAddress! + gateRow + j, n)
+                        storePartial(gated, p.baseAddress! + row + j, n)
+                    }
+                }
             }
         }
         return out
     }
 
-    /// `y ⊙ SiLU(z)`: the mixer's output gate, for tensors of the same shape.
-    public static func gate(_ y: consuming Tensor, by z: Tensor) -> Tensor {
-        precondition(y.shape == z.shape)
-        var out = consume y
+    /// Both directions gated and averaged in one pass: `(yF[t] ⊙ s[t] + yB[L − 1 − t] ⊙ s[t]) · ½`
+    /// with s = SiLU(z) and z = `columns` of `gateSource`, which is what `silu`, `gate` of each
+    /// direction and `averaged(withTimeReversed:)` compute, operation for operation (so bit for bit),
+    /// without writing SiLU(z) out.
+    ///
+    /// - Parameters:
+    ///   - forward: the forward scan's output y [B, L, E].
+    ///   - backward: the backward scan's output, in its own (reversed) time order.
+    ///   - gateSource: [B, L, W] holding z in `columns` (the mixer's input projection).
+    public static func gatedAverage(
+        forward: consuming Tensor, backward: Tensor, gateSource: Tensor, columns: Range<Int>
+    ) -> Tensor {
+        precondition(forward.shape == backward.shape && forward.rank == 3 && gateSource.rank == 3)
+        precondition(forward.shape[2] == columns.count && gateSource.shape.prefix(2) == forward.shape.prefix(2))
+        let width = gateSource.shape[2]
+        precondition(columns.lowerBound >= 0 && columns.upperBound <= width)
+        var out = consume forward
+        let shape = out.shape
         out.scalars.withUnsafeMutableBufferPointer { p in
-            z.scalars.withUnsafeBufferPointer { zp in
-                forEachLanes(count: p.count) { i, n in
-                    let zv = loadPartial(zp.baseAddress! + i, n)
-                    let yv = loadPartial(p.baseAddress! + i, n)
-                    storePartial(yv * zv / (1 + exponential(-zv)), p.baseAddress! + i, n)
+            backward.scalars.withUnsafeBufferPointer { r in
+                gateSource.scalars.withUnsafeBufferPointer { z in
+                    forEachTimeStepPair(shape, reversed: true) { row, reversedRow, rowWidth in
+                        let gateRow = z.baseAddress! + row / rowWidth * width + columns.lowerBound
+                        forEachLanes(count: rowWidth) { j, n in
+                            let gate = TensorModule.silu(loadPartial(gateRow + j, n))
+                            let forwardGated = loadPartial(p.baseAddress! + row + j, n) * gate
+                            let backwardGated = loadPartial(r.baseAddress! + reversedRow + j, n) * gate
+                            storePartial((forwardGated + backwardGated) * 0.5, p.baseAddress! + row + j, n)
+                        }
+                    }
                 }
             }
         }

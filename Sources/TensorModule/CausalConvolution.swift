@@ -1,41 +1,80 @@
-/// The mixer's depthwise causal 1-D convolution over time.
+/// The Mamba mixer's depthwise causal convolution over time, followed by its SiLU.
 public enum CausalConvolution {
-    /// For every sequence in `input` [B, L, E] and channel e:
-    /// `out[t, e] = bias[e] + Σ_k weight[e, k] · input[t − (K−1) + k, e]` with zeros before t = 0,
-    /// accumulated from the bias and the oldest tap first, as the official kernel does.
+    /// `SiLU(conv(x))` for x = `columns` of `source` [B, L, W], read in reverse time order when
+    /// `timeReversed`; the result [B, L, columns.count] is in x's order. For every sequence and
+    /// channel e: `conv(x)[t, e] = bias[e] + Σ_k weight[e, k] · x[t − (K−1) + k, e]` with zeros before
+    /// t = 0, accumulated from the bias and the oldest tap first, as the official kernel does.
+    ///
+    /// Reading x in place lets the mixer skip the copies of its x half and of the reversed sequence
+    /// when no hook needs them; the arithmetic is the same either way, so the results are identical.
     ///
     /// - Parameters:
-    ///   - weight: [E, K] (PyTorch's [E, 1, K] with the middle extent dropped).
+    ///   - weight: [E, K] (PyTorch's [E, 1, K] with the middle extent dropped), E = `columns.count`.
     ///   - bias: [E].
-    public static func apply(_ input: Tensor, weight: Tensor, bias: [Float]) -> Tensor {
-        precondition(input.rank == 3 && weight.rank == 2)
-        let (batch, length, channels) = (input.shape[0], input.shape[1], input.shape[2])
+    public static func applyThenSiLU(
+        _ source: Tensor, columns: Range<Int>, timeReversed: Bool = false, weight: Tensor, bias: [Float]
+    ) -> Tensor {
+        precondition(source.rank == 3 && weight.rank == 2)
+        let (batch, length, width) = (source.shape[0], source.shape[1], source.shape[2])
+        let channels = columns.count
         let taps = weight.shape[1]
+        precondition(columns.lowerBound >= 0 && columns.upperBound <= width)
         precondition(weight.shape[0] == channels && bias.count == channels)
         // Taps transposed to [K, E] so the inner loop runs over contiguous channels.
         var tapsByChannel = [Float](repeating: 0, count: taps * channels)
         for e in 0..<channels {
             for k in 0..<taps { tapsByChannel[k * channels + e] = weight.scalars[e * taps + k] }
         }
-        var out = [Float](overwrittenCount: input.count)
-        input.scalars.withUnsafeBufferPointer { x in
+        var out = [Float](overwrittenCount: batch * length * channels)
+        // Offsets of the rows each tap reads at the current step; taps before t = 0 are skipped.
+        var tapRows = [Int](repeating: 0, count: taps)
+        source.scalars.withUnsafeBufferPointer { x in
             tapsByChannel.withUnsafeBufferPointer { w in
                 bias.withUnsafeBufferPointer { b in
                     out.withUnsafeMutableBufferPointer { y in
-                        for s in 0..<batch {
-                            let xs = x.baseAddress! + s * length * channels
-                            let ys = y.baseAddress! + s * length * channels
-                            for t in 0..<length {
-                                forEachLanes(count: channels) { e, n in
-                                    var acc = loadPartial(b.baseAddress! + e, n)
-                                    for k in 0..<taps {
-                                        let source = t - (taps - 1) + k
-                                        if source < 0 { continue }
-                                        acc = acc.addingProduct(
-                                            loadPartial(w.baseAddress! + k * channels + e, n),
-                                            loadPartial(xs + source * channels + e, n))
+                        tapRows.withUnsafeMutableBufferPointer { rows in
+                            for s in 0..<batch {
+                                let xs = x.baseAddress! + s * length * width + columns.lowerBound
+                                let ys = y.baseAddress! + s * length * channels
+                                for t in 0..<length {
+                                    let firstTap = max(0, taps - 1 - t)
+                                    for k in firstTap..<taps {
+                                        let step = t - (taps - 1) + k
+                                        rows[k] = (timeReversed ? length - 1 - step : step) * width
                                     }
-                                    storePartial(acc, ys + t * channels + e, n)
+                                    let outRow = ys + t * channels
+                                    if taps == 4 && firstTap == 0 {
+                                        // Every Vim model has four taps: unrolled, they keep the
+                                        // sums in registers.
+                                        let (x0, x1, x2, x3) = (xs + rows[0], xs + rows[1], xs + rows[2], xs + rows[3])
+                                        let (w0, w1, w2, w3) = (
+                                            w.baseAddress!, w.baseAddress! + channels, w.baseAddress! + 2 * channels,
+                                            w.baseAddress! + 3 * channels
+                                        )
+                                        forEachLanes(count: channels) { e, n in
+                                            let acc = loadPartial(b.baseAddress! + e, n)
+                                                .addingProduct(loadPartial(w0 + e, n), loadPartial(x0 + e, n))
+                                                .addingProduct(loadPartial(w1 + e, n), loadPartial(x1 + e, n))
+                                                .addingProduct(loadPartial(w2 + e, n), loadPartial(x2 + e, n))
+                                                .addingProduct(loadPartial(w3 + e, n), loadPartial(x3 + e, n))
+                                            storePartial(acc, outRow + e, n)
+                                        }
+                                    } else {
+                                        forEachLanes(count: channels) { e, n in
+                                            var acc = loadPartial(b.baseAddress! + e, n)
+                                            for k in firstTap..<taps {
+                                                acc = acc.addingProduct(
+                                                    loadPartial(w.baseAddress! + k * channels + e, n),
+                                                    loadPartial(xs + rows[k] + e, n))
+                                            }
+                                            storePartial(acc, outRow + e, n)
+                                        }
+                                    }
+                                    // SiLU in a second pass over the row, still in the L1 cache: in
+                                    // the same loop, its constants and the taps did not fit in registers.
+                                    forEachLanes(count: channels) { e, n in
+                                        storePartial(silu(loadPartial(outRow + e, n)), outRow + e, n)
+                                    }
                                 }
                             }
                         }
@@ -43,6 +82,6 @@ public enum CausalConvolution {
                 }
             }
         }
-        return Tensor(shape: input.shape, scalars: out)
+        return Tensor(shape: [batch, length, channels], scalars: out)
     }
 }

@@ -23,7 +23,11 @@ public struct UniformGrid: Sendable, Equatable {
 
     /// `value` snapped to the grid.
     @inline(__always) public func snap(_ value: Float) -> Float {
-        scale * min(max((value / scale).rounded(.toNearestOrEven), lowestMultiple), highestMultiple)
+        // Clamped by comparisons, as the vectorised form is (Swift's `max(−0, 0)` would give +0).
+        var q = (value / scale).rounded(.toNearestOrEven)
+        if q < lowestMultiple { q = lowestMultiple }
+        if q > highestMultiple { q = highestMultiple }
+        return scale * q
     }
 
     /// Snaps every element in place, eight at a time.

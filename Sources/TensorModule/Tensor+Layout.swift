@@ -18,17 +18,11 @@ extension Tensor {
     /// The tensor with dimension 1 (time, in [B, L, …]) in reverse order.
     public func reversingTime() -> Tensor {
         precondition(rank >= 2)
-        let (batch, length) = (shape[0], shape[1])
-        let inner = count / max(batch * length, 1)
         var out = [Float](overwrittenCount: count)
         scalars.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
-                for b in 0..<batch {
-                    for t in 0..<length {
-                        let from = (b * length + t) * inner
-                        let to = (b * length + length - 1 - t) * inner
-                        for i in 0..<inner { dst[to + i] = src[from + i] }
-                    }
+                forEachTimeStepPair(shape, reversed: true) { row, reversedRow, width in
+                    for i in 0..<width { dst[reversedRow + i] = src[row + i] }
                 }
             }
         }
@@ -53,19 +47,28 @@ extension Tensor {
     public consuming func averaged(withTimeReversed other: Tensor) -> Tensor {
         precondition(shape == other.shape && rank >= 2, "cannot average \(shape) with \(other.shape)")
         var out = consume self
-        let (batch, length) = (out.shape[0], out.shape[1])
-        let inner = out.count / max(batch * length, 1)
+        let shape = out.shape
         out.scalars.withUnsafeMutableBufferPointer { p in
             other.scalars.withUnsafeBufferPointer { r in
-                for b in 0..<batch {
-                    for t in 0..<length {
-                        let row = (b * length + t) * inner
-                        let reversed = (b * length + length - 1 - t) * inner
-                        for i in 0..<inner { p[row + i] = (p[row + i] + r[reversed + i]) * 0.5 }
-                    }
+                forEachTimeStepPair(shape, reversed: true) { row, reversedRow, width in
+                    for i in 0..<width { p[row + i] = (p[row + i] + r[reversedRow + i]) * 0.5 }
                 }
             }
         }
         return out
+    }
+}
+
+/// Calls `body` with the offsets of step t and of step t (or L − 1 − t when `reversed`) of every
+/// sequence of a [B, L, …] shape, and the row width.
+@inline(__always) func forEachTimeStepPair(
+    _ shape: [Int], reversed: Bool, _ body: (_ row: Int, _ pairedRow: Int, _ width: Int) -> Void
+) {
+    let (batch, length) = (shape[0], shape[1])
+    let width = shape.dropFirst(2).reduce(1, *)
+    for b in 0..<batch {
+        for t in 0..<length {
+            body((b * length + t) * width, (b * length + (reversed ? length - 1 - t : t)) * width, width)
+        }
     }
 }

@@ -9,14 +9,14 @@ typealias Lanes = SIMD8<Float>
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: Lanes.self)
 }
 
-/// e^x for eight lanes, accurate to about 1 ulp over the float range (inputs below −87.3 give 0-ish
-/// denormal-free results, above ln(Float.greatestFiniteMagnitude) give +inf as expf does).
+/// e^x for x ≤ 0, eight lanes, accurate to about 1 ulp; below −87.34 it gives about 2^−126, the
+/// smallest normal float. SiLU and softplus need no more: both are written in e^−|v|.
 ///
-/// Cody–Waite reduction x = k·ln2 + r with |r| ≤ ln2/2, a degree-6 polynomial for e^r, and 2^k built
-/// in the exponent bits. Written with `addingProduct` because Swift never fuses `a*b+c`.
-@inline(__always) func exponential(_ input: Lanes) -> Lanes {
-    var x = input.replacing(with: -87.33654, where: input .< -87.33654)
-    x = x.replacing(with: 89, where: x .> 89)
+/// Cody–Waite reduction x = k·ln2 + r with |r| ≤ ln2/2, a degree-6 polynomial for e^r, and 2^k
+/// (−126 ≤ k ≤ 0, so a normal float) built in the exponent bits. Written with `addingProduct`
+/// because Swift never fuses `a*b+c`. A NaN stays NaN.
+@inline(__always) func exponentialOfNonPositive(_ input: Lanes) -> Lanes {
+    let x = input.replacing(with: -87.33654, where: input .< -87.33654)
     // Adding 1.5·2^23 rounds x·log2(e) to the nearest integer k in the low mantissa bits.
     let shifter = Lanes(repeating: 12_582_912.0)
     let shifted = shifter.addingProduct(x, binaryLogarithmOfE)
@@ -30,12 +30,8 @@ typealias Lanes = SIMD8<Float>
     p = Lanes(repeating: 1.666_666_55e-1).addingProduct(p, r)
     p = Lanes(repeating: 5.000_000_12e-1).addingProduct(p, r)
     p = (r + 1).addingProduct(p, r * r)
-    // k may be 128 at the top clamp: split the power of two in two factors so it cannot overflow.
-    let bits = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
-    let half = bits &>> 1
-    let scaleA = unsafeBitCast((half &+ 127) &<< 23, to: Lanes.self)
-    let scaleB = unsafeBitCast((bits &- half &+ 127) &<< 23, to: Lanes.self)
-    return p * scaleA * scaleB
+    let power = (unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- (0x4B40_0000 - 127)) &<< 23
+    return p * unsafeBitCast(power, to: Lanes.self)
 }
 
 /// log2(e): a rate A·log2(e) turns the scan's e^(Δ·A) into 2^(Δ·A·log2 e), which needs no Cody–Waite
@@ -124,24 +120,34 @@ public func negatedBinaryLogarithmsOfComplement(_ values: [Float], cappedAt cap:
 
 /// softplus(v) = ln(1 + e^v), and v itself above PyTorch's threshold of 20.
 ///
-/// ln(1 + t) is computed as ln(u) − ((u − 1) − t) / u with u = 1 + t: the correction restores what
-/// rounding 1 + t lost, so tiny t (very negative v) keep full relative accuracy, as log1p does.
+/// Written as max(v, 0) + ln(1 + t) with t = e^−|v| in (0, 1], which never overflows, and
+/// ln(1 + t) = 2·atanh(s) with s = t / (2 + t) ≤ ⅓: the odd series of atanh to s^13 is within
+/// 2e−8 of it, and keeps tiny t (very negative v) at full relative accuracy, as log1p does.
 @inline(__always) func softplus(_ v: Lanes) -> Lanes {
-    let t = exponential(v.replacing(with: 0, where: v .> 20))
-    let u = 1 + t
-    let result = logarithm(u) - ((u - 1) - t) / u
+    let t = exponentialOfNonPositive(-magnitude(v))
+    let s = t / (2 + t)
+    let w = s * s
+    var p = Lanes(repeating: 2 / 13)
+    p = Lanes(repeating: 2 / 11).addingProduct(p, w)
+    p = Lanes(repeating: 2 / 9).addingProduct(p, w)
+    p = Lanes(repeating: 2 / 7).addingProduct(p, w)
+    p = Lanes(repeating: 2 / 5).addingProduct(p, w)
+    p = Lanes(repeating: 2 / 3).addingProduct(p, w)
+    let logarithmOfOnePlusT = (s + s).addingProduct(s * w, p)
+    let result = v.replacing(with: 0, where: v .< 0) + logarithmOfOnePlusT
     return result.replacing(with: v, where: v .> 20)
 }
 
-/// SiLU(v) = v·σ(v) = v / (1 + e^−v), as the official kernels compute it.
+/// SiLU(v) = v·σ(v) = v / (1 + e^−v), computed with t = e^−|v| as v / (1 + t) for v ≥ 0 and
+/// v·t / (1 + t) below, so the exponential never overflows.
 @inline(__always) func silu(_ v: Lanes) -> Lanes {
-    v / (1 + exponential(-v))
+    let t = exponentialOfNonPositive(-magnitude(v))
+    return v.replacing(with: v * t, where: v .< 0) / (1 + t)
 }
 
-@inline(__always) func siluScalar(_ v: Float) -> Float {
-    var lanes = Lanes(repeating: 0)
-    lanes[0] = v
-    return silu(lanes)[0]
+/// |v| by clearing the sign bits (NaN stays NaN).
+@inline(__always) func magnitude(_ v: Lanes) -> Lanes {
+    unsafeBitCast(unsafeBitCast(v, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: Lanes.self)
 }
 
 /// Applies `body` to `count` floats in chunks of eight lanes, with a zero-padded last chunk.

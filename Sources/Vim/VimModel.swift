@@ -92,33 +92,54 @@ public struct VimModel: Sendable {
     }
 
     /// The bidirectional mixer: both directions' gated outputs averaged, then `out_proj`.
+    ///
+    /// Without hooks it reads x and z in place from the input projection, in either time order, and
+    /// gates (SiLU(z) computed on the fly) and averages both directions in one pass; with hooks it materialises every observation
+    /// point. Both do the same arithmetic, so their results are identical bit for bit.
     private func mix(_ input: Tensor, layer: VimLayerWeights, index: Int, hooks: ForwardHooks?) -> Tensor {
         let e = configuration.innerDimension
         let projected = Linear.apply(input, weight: layer.inProjection)
-        let x = projected.columns(0..<e)
-        let z = projected.columns(e..<(2 * e))
-        let forward = scan(x, gate: z, weights: layer.forward, layer: index, direction: .forward, hooks: hooks)
-        let backward = scan(
-            x.reversingTime(), gate: z.reversingTime(), weights: layer.backward, layer: index, direction: .backward,
-            hooks: hooks)
-        var combined = forward.averaged(withTimeReversed: backward)
-        hooks?.process(ObservationPoint(layer: index, .outProjectionInput), &combined)
+        let forward = scan(projected, weights: layer.forward, layer: index, direction: .forward, hooks: hooks)
+        let backward = scan(projected, weights: layer.backward, layer: index, direction: .backward, hooks: hooks)
+        guard let hooks else {
+            return Linear.apply(
+                Activation.gatedAverage(
+                    forward: forward, backward: backward, gateSource: projected, columns: e..<(2 * e)),
+                weight: layer.outProjection)
+        }
+        let gateActivation = Activation.silu(projected, columns: e..<(2 * e))
+        var gatedForward = Activation.gate(forward, by: gateActivation)
+        hooks.process(ObservationPoint(layer: index, direction: .forward, .gatedOutput), &gatedForward)
+        var gatedBackward = Activation.gate(backward, by: gateActivation, timeReversed: true)
+        hooks.process(ObservationPoint(layer: index, direction: .backward, .gatedOutput), &gatedBackward)
+        var combined = gatedForward.averaged(withTimeReversed: gatedBackward)
+        hooks.process(ObservationPoint(layer: index, .outProjectionInput), &combined)
         return Linear.apply(combined, weight: layer.outProjection)
     }
 
-    /// One direction, on sequences already in that direction's time order: conv, SiLU, projections,
-    /// selective scan, gate.
+    /// One direction from the input projection [B, L, 2E] (x, then z): conv and SiLU on x in that
+    /// direction's time order, projections, selective scan; returns the scan output y (before the gate),
+    /// in the direction's time order.
     private func scan(
-        _ input: Tensor, gate: Tensor, weights w: VimDirectionWeights, layer: Int, direction: ScanDirection,
+        _ projected: Tensor, weights w: VimDirectionWeights, layer: Int, direction: ScanDirection,
         hooks: ForwardHooks?
     ) -> Tensor {
-        let (r, n) = (configuration.stepRank, configuration.stateSize)
+        let (e, r, n) = (configuration.innerDimension, configuration.stepRank, configuration.stateSize)
         func point(_ site: ObservationPoint.Site) -> ObservationPoint {
             ObservationPoint(layer: layer, direction: direction, site)
         }
-        var x = input
-        hooks?.process(point(.convolutionInput), &x)
-        var u = Activation.silu(CausalConvolution.apply(x, weight: w.convolutionWeight, bias: w.convolutionBias))
+        var u: Tensor
+        if let hooks {
+            var x = projected.columns(0..<e)
+            if direction == .backward { x = x.reversingTime() }
+            hooks.process(point(.convolutionInput), &x)
+            u = CausalConvolution.applyThenSiLU(
+                x, columns: 0..<e, weight: w.convolutionWeight, bias: w.convolutionBias)
+        } else {
+            u = CausalConvolution.applyThenSiLU(
+                projected, columns: 0..<e, timeReversed: direction == .backward, weight: w.convolutionWeight,
+                bias: w.convolutionBias)
+        }
         hooks?.process(point(.scanInput), &u)
         let projected = Linear.apply(u, weight: w.inputProjection)
         var stepInput = projected.columns(0..<r)
@@ -147,9 +168,7 @@ public struct VimModel: Sendable {
                 quantization: hooks?.scanQuantization(layer: layer, direction: direction), hook: stepHook)
         }
         hooks?.process(point(.scanOutput), &y)
-        var gated = Activation.gate(consume y, by: gate)
-        hooks?.process(point(.gatedOutput), &gated)
-        return gated
+        return y
     }
 }
 

@@ -25,20 +25,22 @@ func scanInputs() -> (x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor,
 
 @Suite("Kernels against naive double-precision references")
 struct KernelTests {
-    @Test("exponential is within 2 ulp of exp over the float range, and saturates like expf")
+    @Test("e^x for x ≤ 0 is within 2 ulp of exp down to −87, stays normal below, and keeps NaN")
     func exponentialAccuracy() {
         var worst: Double = 0
         var x: Float = -87
-        while x < 88.5 {
-            let lanes = exponential(Lanes(repeating: x))
+        while x <= 0 {
+            let value = exponentialOfNonPositive(Lanes(repeating: x))[0]
             let reference = Foundation.exp(Double(x))
-            worst = max(worst, abs(Double(lanes[0]) - reference) / reference)
+            worst = max(worst, abs(Double(value) - reference) / reference)
             x += 0.0137
         }
         #expect(worst < 2.5e-7, "worst relative error \(worst)")
-        #expect(exponential(Lanes(repeating: -200))[0] < 1e-37)
-        #expect(exponential(Lanes(repeating: 100))[0] == .infinity)
-        #expect(exponential(Lanes(repeating: 0))[0] == 1)
+        let floor = exponentialOfNonPositive(Lanes(repeating: -200))[0]
+        #expect(floor.isNormal && floor < 1.2e-38)
+        #expect(exponentialOfNonPositive(Lanes(repeating: 0))[0] == 1)
+        #expect(exponentialOfNonPositive(Lanes(repeating: -0.0))[0] == 1)
+        #expect(exponentialOfNonPositive(Lanes(repeating: .nan))[0].isNaN)
     }
 
     @Test("2^x for x ≤ 0 is within 2 ulp of exp2 down to −126, clamps below, and keeps NaN")
@@ -100,6 +102,53 @@ struct KernelTests {
         }
         #expect(worst < 4e-7, "worst relative error \(worst)")
         #expect(softplus(Lanes(repeating: 20.5))[0] == 20.5)
+        #expect(softplus(Lanes(repeating: .nan))[0].isNaN)
+    }
+
+    @Test("SiLU is within a few ulp of v / (1 + exp(−v)) from -90 to 90")
+    func siluAccuracy() {
+        var worst: Double = 0
+        var v: Float = -90
+        while v < 90 {
+            let reference = Double(v) / (1 + Foundation.exp(-Double(v)))
+            if reference != 0 {
+                let value = Double(silu(Lanes(repeating: v))[0])
+                // Below −87 e^v leaves the normal floats: only the absolute error can stay small there.
+                let error = v < -87 ? abs(value - reference) : abs(value - reference) / abs(reference)
+                worst = max(worst, error)
+            }
+            v += 0.0071
+        }
+        #expect(worst < 4e-7, "worst error \(worst)")
+        #expect(silu(Lanes(repeating: 0))[0] == 0)
+        #expect(silu(Lanes(repeating: .nan))[0].isNaN)
+    }
+
+    @Test("the vectorised uniform snap gives the scalar form's bits: half-integers, signed zeros and specials")
+    func uniformSnapMatchesDivision() {
+        var generator = SplitMix64(seed: 28)
+        for _ in 0..<200 {
+            let scale = Float(Foundation.exp2(Double.random(in: -30...10, using: &generator)))
+            let grid = UniformGrid(scale: scale, zeroPoint: Int.random(in: -8...8, using: &generator), codes: 0...15)
+            var values: [Float] = [0, -0.0, .nan, .infinity, -.infinity, scale * 3e6, -scale * 3e6]
+            for _ in 0..<64 {
+                // Products of the scale with half-integers, and their neighbours a few ulp away.
+                var v = scale * (Float(Int.random(in: -40...40, using: &generator)) + 0.5)
+                for _ in 0..<Int.random(in: 0...4, using: &generator) {
+                    v = Bool.random(using: &generator) ? v.nextUp : v.nextDown
+                }
+                values.append(v)
+                values.append(scale * Float.random(in: -50...50, using: &generator))
+            }
+            var snapped = values
+            grid.snap(&snapped)
+            for (v, vector) in zip(values, snapped) {
+                let scalar = grid.snap(v)
+                #expect(
+                    vector.bitPattern == scalar.bitPattern || (vector.isNaN && scalar.isNaN),
+                    "scale \(scale): \(v) snapped to \(vector), the division gives \(scalar)")
+            }
+        }
     }
 
     @Test("the selective scan matches a sequential double-precision scan")
@@ -169,13 +218,13 @@ struct KernelTests {
         #expect(recorded.hiddenState.minima.count == l)
     }
 
-    @Test("causal convolution uses only current and past steps, with zero padding")
+    @Test("causal convolution uses only current and past steps, with zero padding, then SiLU")
     func causalConvolution() {
         let (s, l, e, k) = (2, 7, 10, 4)
         let x = randomTensor([s, l, e], seed: 7)
         let w = randomTensor([e, k], seed: 8)
         let bias = randomTensor([e], seed: 9).scalars
-        let y = CausalConvolution.apply(x, weight: w, bias: bias)
+        let y = CausalConvolution.applyThenSiLU(x, columns: 0..<e, weight: w, bias: bias)
         var reference = [Float](repeating: 0, count: x.count)
         for seq in 0..<s {
             for t in 0..<l {
@@ -185,11 +234,27 @@ struct KernelTests {
                         acc +=
                             Double(w.scalars[ch * k + tap]) * Double(x.scalars[(seq * l + t - (k - 1) + tap) * e + ch])
                     }
-                    reference[(seq * l + t) * e + ch] = Float(acc)
+                    reference[(seq * l + t) * e + ch] = Float(acc / (1 + Foundation.exp(-acc)))
                 }
             }
         }
         #expect(difference(y.scalars, reference).maximumAbsolute < 1e-6)
+    }
+
+    @Test("the convolution reads a column range in either time order as it reads a reversed copy")
+    func convolutionInPlace() {
+        let (e, k) = (11, 4)
+        let source = randomTensor([2, 9, 3 * e], seed: 22)
+        let w = randomTensor([e, k], seed: 23)
+        let bias = randomTensor([e], seed: 24).scalars
+        let columns = e..<(2 * e)
+        let copy = source.columns(columns)
+        #expect(
+            CausalConvolution.applyThenSiLU(source, columns: columns, weight: w, bias: bias)
+                == CausalConvolution.applyThenSiLU(copy, columns: 0..<e, weight: w, bias: bias))
+        #expect(
+            CausalConvolution.applyThenSiLU(source, columns: columns, timeReversed: true, weight: w, bias: bias)
+                == CausalConvolution.applyThenSiLU(copy.reversingTime(), columns: 0..<e, weight: w, bias: bias))
     }
 
     @Test("patch embedding with overlapping patches equals a direct convolution")
@@ -251,7 +316,7 @@ struct KernelTests {
         }
     }
 
-    @Test("RMSNorm, softplus and the gate match their formulas")
+    @Test("RMSNorm, softplus, SiLU and the gate match their formulas")
     func elementwise() {
         let x = randomTensor([3, 21], in: -30...30, seed: 15)
         let weight = randomTensor([21], seed: 16).scalars
@@ -271,10 +336,28 @@ struct KernelTests {
             #expect(abs(Double(soft.scalars[i]) - expected) <= 1e-6 * max(1, abs(expected)))
         }
         let z = randomTensor([3, 21], in: -10...10, seed: 17)
-        let gated = Activation.gate(x, by: z)
+        let activation = Activation.silu(z, columns: 0..<21)
+        let gated = Activation.gate(x, by: activation)
         for i in 0..<x.count {
-            let expected = Double(x.scalars[i]) * Double(z.scalars[i]) / (1 + Foundation.exp(-Double(z.scalars[i])))
+            let sigmoid = 1 / (1 + Foundation.exp(-Double(z.scalars[i])))
+            #expect(abs(Double(activation.scalars[i]) - Double(z.scalars[i]) * sigmoid) <= 1e-6)
+            let expected = Double(x.scalars[i]) * Double(z.scalars[i]) * sigmoid
             #expect(abs(Double(gated.scalars[i]) - expected) <= 2e-6 * max(1, abs(expected)))
         }
+    }
+
+    @Test("SiLU of a column range, the reversed gate, and the fused gated average agree with their parts")
+    func gatedAverage() {
+        let projected = randomTensor([2, 6, 10], in: -6...6, seed: 25)
+        let activation = Activation.silu(projected, columns: 5..<10)
+        #expect(activation == Activation.silu(projected.columns(5..<10), columns: 0..<5))
+        let forward = randomTensor([2, 6, 5], in: -3...3, seed: 26)
+        let backward = randomTensor([2, 6, 5], in: -3...3, seed: 27)
+        let gatedBackward = Activation.gate(backward, by: activation, timeReversed: true)
+        #expect(gatedBackward == Activation.gate(backward, by: activation.reversingTime()))
+        let separate = Activation.gate(forward, by: activation).averaged(withTimeReversed: gatedBackward)
+        #expect(
+            Activation.gatedAverage(forward: forward, backward: backward, gateSource: projected, columns: 5..<10)
+                == separate)
     }
 }

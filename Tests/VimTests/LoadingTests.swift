@@ -142,6 +142,12 @@ struct LoadingTests {
     }
 }
 
+/// Sees every point and changes nothing: the model materialises each one instead of fusing.
+final class PassThroughHooks: ForwardHooks {
+    var points: Set<ObservationPoint.Site> = []
+    func process(_ point: ObservationPoint, _ tensor: inout Tensor) { points.insert(point.site) }
+}
+
 /// Passes Ā, B̄ and h through unchanged, forcing the step-by-step scan, and counts the calls.
 final class IdentityScanHooks: ForwardHooks {
     var steps: [ObservationPoint.Site: Int] = [:]
@@ -162,5 +168,17 @@ struct HookTests {
         #expect(try model(input, hooks: hooks) == model(input))
         // 4 images × 65 steps × 4 layers × 2 directions.
         #expect(hooks.steps == [.discreteA: 2080, .discreteB: 2080, .hiddenState: 2080])
+    }
+
+    @Test(
+        "hooks that change nothing give the fused plain pass's logits bit for bit",
+        arguments: ["vim-official", "vim-official-init"])
+    func hookedMixerIsExact(_ set: String) throws {
+        let model = try VimModel(loading: try CheckpointFile.open(Fixtures.bundled("\(set)/vim_micro.pth")))
+        let input = try NumPyArray(contentsOf: Fixtures.bundled("\(set)/vim_micro_input.npy")).tensor
+        let hooks = PassThroughHooks()
+        #expect(try model(input, hooks: hooks) == model(input))
+        let sites = ObservationPoint.Site.allCases.filter { !$0.isScanInternal }
+        #expect(hooks.points == Set(sites))
     }
 }
