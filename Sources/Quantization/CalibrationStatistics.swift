@@ -154,6 +154,9 @@ public final class StatisticsObserver: ForwardHooks {
         record(i, step: 0, tensor.scalars)
     }
 
+    /// Only the quantization points are recorded.
+    public func processes(_ point: ObservationPoint) -> Bool { statistics.index[point] != nil }
+
     /// The histogram pass bins every Ā, B̄ and h, so the scan materialises them step by step.
     public func needsScanInternals(layer: Int, direction: ScanDirection) -> Bool { pass == .histograms }
 

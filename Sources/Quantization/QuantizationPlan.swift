@@ -182,6 +182,12 @@ public final class FakeQuantizationHooks: ForwardHooks {
         quantizer.fakeQuantize(&tensor.scalars)
     }
 
+    /// Only the points with a uniform quantizer are processed.
+    public func processes(_ point: ObservationPoint) -> Bool {
+        guard case .uniform? = quantizers[point] else { return false }
+        return true
+    }
+
     /// The grids of this block's scan, for the fused kernel.
     public func scanQuantization(layer: Int, direction: ScanDirection) -> ScanQuantization? {
         scanGrids[ScanBlock(layer: layer, direction: direction)]

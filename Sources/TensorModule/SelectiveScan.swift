@@ -225,7 +225,7 @@ private struct UniformSnap: LaneSnap {
 
 /// LtSQ's grid on 2^−q directly, in floating point only (SIMD integer selects compile to per-lane
 /// loops): with 2^E = the exponent bits of g = 1 − Ā, 2^−q = 2^E · 2^−M · (2 if f > 2^r), clamped to
-/// [2^−(2^b − 1), 1]; every product is a power of two, so this is `LogarithmicGrid.snap` exactly.
+/// [2^−(2^b − 1), 1]; every product is a power of two, so for Ā ≤ 1 this is `LogarithmicGrid.snap` exactly.
 private struct LogarithmicSnap: LaneSnap {
     let threshold: Float
     let scale: Float
@@ -247,7 +247,10 @@ private struct LogarithmicSnap: LaneSnap {
         var power = octave * inverseOffsetPower
         power = power.replacing(with: power * 2, where: gap .> threshold * octave)
         power = power.replacing(with: 1, where: power .> 1)
-        return 1 - scale * power.replacing(with: lowestPower, where: (power .< lowestPower) .| (gap .<= 0))
+        // The kernel's Ā never exceeds 1, so g = 1 − Ā ≥ 0 and g = 0 already gives power 0 here. The
+        // product with a power of two is exact, so the fused 1 − s · 2^−q equals the rounded one.
+        power = power.replacing(with: lowestPower, where: power .< lowestPower)
+        return Lanes(repeating: 1).addingProduct(power, -scale)
     }
 }
 

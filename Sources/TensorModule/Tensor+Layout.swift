@@ -1,32 +1,22 @@
 extension Tensor {
-    /// Columns `range` of the last dimension, as a new contiguous tensor.
-    public func columns(_ range: Range<Int>) -> Tensor {
+    /// Columns `range` of the last dimension, as a new contiguous tensor; with `timeReversed`, of a
+    /// [B, L, W] tensor with its time steps in reverse order (the backward scan's view, in one copy).
+    public func columns(_ range: Range<Int>, timeReversed: Bool = false) -> Tensor {
         let width = shape.last ?? 0
         precondition(range.lowerBound >= 0 && range.upperBound <= width)
+        precondition(!timeReversed || rank == 3, "time reversal needs a [B, L, W] tensor, not \(shape)")
         let rows = count / max(width, 1)
+        let length = timeReversed ? shape[1] : 1
         var out = [Float](overwrittenCount: rows * range.count)
         scalars.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
                 for r in 0..<rows {
-                    for j in 0..<range.count { dst[r * range.count + j] = src[r * width + range.lowerBound + j] }
+                    let source = timeReversed ? r - r % length + (length - 1 - r % length) : r
+                    for j in 0..<range.count { dst[r * range.count + j] = src[source * width + range.lowerBound + j] }
                 }
             }
         }
         return Tensor(shape: Array(shape.dropLast()) + [range.count], scalars: out)
-    }
-
-    /// The tensor with dimension 1 (time, in [B, L, …]) in reverse order.
-    public func reversingTime() -> Tensor {
-        precondition(rank >= 2)
-        var out = [Float](overwrittenCount: count)
-        scalars.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBufferPointer { dst in
-                forEachTimeStepPair(shape, reversed: true) { row, reversedRow, width in
-                    for i in 0..<width { dst[reversedRow + i] = src[row + i] }
-                }
-            }
-        }
-        return Tensor(shape: shape, scalars: out)
     }
 
     /// Element-wise sum of two tensors of the same shape.

@@ -132,8 +132,12 @@ public struct ObservationPoint: Hashable, Sendable, CustomStringConvertible {
 /// code only names the points. Tensors arrive in the layout documented on each `Site`, with the
 /// batch first.
 public protocol ForwardHooks: AnyObject {
-    /// Called once per batch for every point that is not scan-internal.
+    /// Called once per batch for every point that is not scan-internal (except, perhaps, those it
+    /// does not `processes`).
     func process(_ point: ObservationPoint, _ tensor: inout Tensor)
+    /// Whether `process` needs the tensor at this (not scan-internal) point. The model fuses the
+    /// passes around points no hook needs instead of materialising them: the results are the same.
+    func processes(_ point: ObservationPoint) -> Bool
     /// Whether the scan of this block and direction must expose Ā_t, B̄_t and h_t (a slower path).
     func needsScanInternals(layer: Int, direction: ScanDirection) -> Bool
     /// Called at every time step of every image for Ā_t, B̄_t and h_t when `needsScanInternals`
@@ -151,6 +155,8 @@ public protocol ForwardHooks: AnyObject {
 }
 
 extension ForwardHooks {
+    /// By default every point is processed.
+    public func processes(_ point: ObservationPoint) -> Bool { true }
     /// By default no scan internals are needed, and the fast scan runs.
     public func needsScanInternals(layer: Int, direction: ScanDirection) -> Bool { false }
     /// By default the scan is not quantized.

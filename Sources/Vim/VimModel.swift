@@ -93,27 +93,29 @@ public struct VimModel: Sendable {
 
     /// The bidirectional mixer: both directions' gated outputs averaged, then `out_proj`.
     ///
-    /// Without hooks it reads x and z in place from the input projection, in either time order, and
-    /// gates (SiLU(z) computed on the fly) and averages both directions in one pass; with hooks it materialises every observation
-    /// point. Both do the same arithmetic, so their results are identical bit for bit.
+    /// Tensors at points no hook `processes` are not materialised: x is read in place from the input
+    /// projection, in either time order, and without gated outputs to show, both directions are
+    /// gated (SiLU(z) computed on the fly) and averaged in one pass. The arithmetic is the same
+    /// either way, so the results are identical bit for bit.
     private func mix(_ input: Tensor, layer: VimLayerWeights, index: Int, hooks: ForwardHooks?) -> Tensor {
         let e = configuration.innerDimension
         let projected = Linear.apply(input, weight: layer.inProjection)
         let forward = scan(projected, weights: layer.forward, layer: index, direction: .forward, hooks: hooks)
         let backward = scan(projected, weights: layer.backward, layer: index, direction: .backward, hooks: hooks)
-        guard let hooks else {
-            return Linear.apply(
-                Activation.gatedAverage(
-                    forward: forward, backward: backward, gateSource: projected, columns: e..<(2 * e)),
-                weight: layer.outProjection)
+        let gatedPoints = ScanDirection.allCases.map { ObservationPoint(layer: index, direction: $0, .gatedOutput) }
+        var combined: Tensor
+        if let hooks, gatedPoints.contains(where: hooks.processes) {
+            let gateActivation = Activation.silu(projected, columns: e..<(2 * e))
+            var gatedForward = Activation.gate(forward, by: gateActivation)
+            hooks.process(gatedPoints[0], &gatedForward)
+            var gatedBackward = Activation.gate(backward, by: gateActivation, timeReversed: true)
+            hooks.process(gatedPoints[1], &gatedBackward)
+            combined = gatedForward.averaged(withTimeReversed: gatedBackward)
+        } else {
+            combined = Activation.gatedAverage(
+                forward: forward, backward: backward, gateSource: projected, columns: e..<(2 * e))
         }
-        let gateActivation = Activation.silu(projected, columns: e..<(2 * e))
-        var gatedForward = Activation.gate(forward, by: gateActivation)
-        hooks.process(ObservationPoint(layer: index, direction: .forward, .gatedOutput), &gatedForward)
-        var gatedBackward = Activation.gate(backward, by: gateActivation, timeReversed: true)
-        hooks.process(ObservationPoint(layer: index, direction: .backward, .gatedOutput), &gatedBackward)
-        var combined = gatedForward.averaged(withTimeReversed: gatedBackward)
-        hooks.process(ObservationPoint(layer: index, .outProjectionInput), &combined)
+        hooks?.process(ObservationPoint(layer: index, .outProjectionInput), &combined)
         return Linear.apply(combined, weight: layer.outProjection)
     }
 
@@ -128,16 +130,15 @@ public struct VimModel: Sendable {
         func point(_ site: ObservationPoint.Site) -> ObservationPoint {
             ObservationPoint(layer: layer, direction: direction, site)
         }
+        let reversed = direction == .backward
         var u: Tensor
-        if let hooks {
-            var x = projected.columns(0..<e)
-            if direction == .backward { x = x.reversingTime() }
+        if let hooks, hooks.processes(point(.convolutionInput)) {
+            var x = projected.columns(0..<e, timeReversed: reversed)
             hooks.process(point(.convolutionInput), &x)
-            u = CausalConvolution.applyThenSiLU(
-                x, columns: 0..<e, weight: w.convolutionWeight, bias: w.convolutionBias)
+            u = CausalConvolution.applyThenSiLU(x, columns: 0..<e, weight: w.convolutionWeight, bias: w.convolutionBias)
         } else {
             u = CausalConvolution.applyThenSiLU(
-                projected, columns: 0..<e, timeReversed: direction == .backward, weight: w.convolutionWeight,
+                projected, columns: 0..<e, timeReversed: reversed, weight: w.convolutionWeight,
                 bias: w.convolutionBias)
         }
         hooks?.process(point(.scanInput), &u)

@@ -142,10 +142,18 @@ struct LoadingTests {
     }
 }
 
-/// Sees every point and changes nothing: the model materialises each one instead of fusing.
+/// Sees the points of `sites` (all by default) and changes nothing: the model materialises those
+/// instead of fusing the passes around them.
 final class PassThroughHooks: ForwardHooks {
+    let sites: Set<ObservationPoint.Site>
     var points: Set<ObservationPoint.Site> = []
-    func process(_ point: ObservationPoint, _ tensor: inout Tensor) { points.insert(point.site) }
+    init(sites: Set<ObservationPoint.Site> = Set(ObservationPoint.Site.allCases.filter { !$0.isScanInternal })) {
+        self.sites = sites
+    }
+    func processes(_ point: ObservationPoint) -> Bool { sites.contains(point.site) }
+    func process(_ point: ObservationPoint, _ tensor: inout Tensor) {
+        if processes(point) { points.insert(point.site) }
+    }
 }
 
 /// Passes Ā, B̄ and h through unchanged, forcing the step-by-step scan, and counts the calls.
@@ -171,14 +179,19 @@ struct HookTests {
     }
 
     @Test(
-        "hooks that change nothing give the fused plain pass's logits bit for bit",
+        "hooks that change nothing give the fused plain pass's logits bit for bit, whichever points they see",
         arguments: ["vim-official", "vim-official-init"])
     func hookedMixerIsExact(_ set: String) throws {
         let model = try VimModel(loading: try CheckpointFile.open(Fixtures.bundled("\(set)/vim_micro.pth")))
         let input = try NumPyArray(contentsOf: Fixtures.bundled("\(set)/vim_micro_input.npy")).tensor
-        let hooks = PassThroughHooks()
-        #expect(try model(input, hooks: hooks) == model(input))
-        let sites = ObservationPoint.Site.allCases.filter { !$0.isScanInternal }
-        #expect(hooks.points == Set(sites))
+        let plain = try model(input)
+        let all = PassThroughHooks()
+        #expect(try model(input, hooks: all) == plain)
+        #expect(all.points == all.sites)
+        for sites: Set<ObservationPoint.Site> in [[], [.gatedOutput], [.convolutionInput, .outProjectionInput]] {
+            let some = PassThroughHooks(sites: sites)
+            #expect(try model(input, hooks: some) == plain)
+            #expect(some.points == sites)
+        }
     }
 }
