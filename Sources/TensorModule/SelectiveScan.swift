@@ -364,11 +364,12 @@ private struct SnapHidden<A: LaneSnap, B: LaneSnap>: SnapConsumer {
 /// row and the state of every channel (E×N floats, 24 KiB for Vim-T) stays in cache. Walking one
 /// channel group through all of time instead reads each row at a stride of E floats, which defeats
 /// the hardware prefetcher at every page: a third of the kernel's time went to waiting on those loads.
-/// Within a group, Ā_t and B̄_t x_t of every state are computed first and the state updates after:
-/// with the snaps, one state's update is a long chain of dependent operations, and the processor's
-/// reorder window overlaps more of these shorter loops than of the fused one (quantized pass 8% faster).
-/// Without snaps the fused loop is the faster one, as it keeps Ā_t and B̄_t x_t in registers
-/// (fp32 scan ?% faster); both do the same arithmetic.
+/// (Carrying blocks of 64 channels through all of time, so that their A and h stay in the L1 cache,
+/// was slower still.) Within a group and with snaps, Ā_t of every state is computed first, then
+/// B̄_t x_t, and the state updates after: one snapped update is a long chain of dependent operations,
+/// and the processor's reorder window overlaps more of these shorter loops than of one fused loop
+/// (the fused loop made the W4A4 pass 9 % slower). Without snaps the fused loop is faster, as it
+/// keeps Ā_t and B̄_t x_t in registers (fp32 scan ≈ 5 % faster); both do the same arithmetic.
 private func scanKernel<A: LaneSnap, B: LaneSnap, H: LaneSnap>(
     _ operands: ScanOperands, _ snapA: A, _ snapB: B, _ snapH: H
 ) -> (y: [Float], snaps: (A, B, H)) {
@@ -428,6 +429,8 @@ private func scanKernel<A: LaneSnap, B: LaneSnap, H: LaneSnap>(
                                                     binaryExponentialOfNonPositive(
                                                         dt * loadLanes(rateGroup + k * 8)),
                                                     state: k)
+                                            }
+                                            for k in 0..<states {
                                                 discreteBInput[k] = snapB.snap(dt * bRow[k], state: k) * u
                                             }
                                             var acc = skip[g] * u
