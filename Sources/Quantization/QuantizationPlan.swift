@@ -152,17 +152,18 @@ public final class FakeQuantizationHooks: ForwardHooks {
 
     private let quantizers: [ObservationPoint: ActivationQuantizer]
     private let scanLayers: Set<Int>
-    private let fusedScan: Bool
+    private let fused: Bool
     private let scanGrids: [ScanBlock: ScanQuantization]
 
-    /// Hooks applying `plan`'s activation quantizers. With `fusedScan` (the default) Ā, B̄ and h are
-    /// snapped inside the vectorised scan kernel; without it, step by step through
+    /// Hooks applying `plan`'s activation quantizers. With `fused` (the default) Ā, B̄ and h are
+    /// snapped inside the vectorised scan kernel and the per-tensor grids inside the kernels that
+    /// write their tensors; without it, every point goes through `process` and, step by step,
     /// `processScanStep` (the definitional path; both give the same bits).
-    public init(plan: QuantizationPlan, fusedScan: Bool = true) {
+    public init(plan: QuantizationPlan, fused: Bool = true) {
         let quantizers = Dictionary(uniqueKeysWithValues: plan.activations.map { ($0.point, $0.quantizer) })
         scanLayers = Set(plan.activations.filter { $0.point.site.isScanInternal }.compactMap(\.point.layer))
         var grids: [ScanBlock: ScanQuantization] = [:]
-        for layer in scanLayers where fusedScan {
+        for layer in scanLayers where fused {
             for direction in ScanDirection.allCases {
                 func grid(_ site: ObservationPoint.Site) -> ScanStepGrid {
                     quantizers[ObservationPoint(layer: layer, direction: direction, site)]?.scanGrid ?? .none
@@ -172,7 +173,7 @@ public final class FakeQuantizationHooks: ForwardHooks {
             }
         }
         self.quantizers = quantizers
-        self.fusedScan = fusedScan
+        self.fused = fused
         scanGrids = grids
     }
 
@@ -188,6 +189,12 @@ public final class FakeQuantizationHooks: ForwardHooks {
         return true
     }
 
+    /// A uniform quantizer's grid, for the kernel that writes the tensor (when fused).
+    public func elementwiseGrid(at point: ObservationPoint) -> UniformGrid? {
+        guard fused, case .uniform(let quantizer)? = quantizers[point] else { return nil }
+        return quantizer.grid
+    }
+
     /// The grids of this block's scan, for the fused kernel.
     public func scanQuantization(layer: Int, direction: ScanDirection) -> ScanQuantization? {
         scanGrids[ScanBlock(layer: layer, direction: direction)]
@@ -195,7 +202,7 @@ public final class FakeQuantizationHooks: ForwardHooks {
 
     /// Whether this block's scans have quantized internals that go step by step.
     public func needsScanInternals(layer: Int, direction: ScanDirection) -> Bool {
-        !fusedScan && scanLayers.contains(layer)
+        !fused && scanLayers.contains(layer)
     }
 
     /// Snaps Ā_t, B̄_t or h_t at one step.

@@ -69,32 +69,39 @@ public enum Activation {
     /// Both directions gated and averaged in one pass: `(yF[t] ⊙ s[t] + yB[L − 1 − t] ⊙ s[t]) · ½`
     /// with s = SiLU(z) and z = `columns` of `gateSource`, which is what `silu`, `gate` of each
     /// direction and `averaged(withTimeReversed:)` compute, operation for operation (so bit for bit),
-    /// without writing SiLU(z) out.
+    /// without writing SiLU(z) out. Grids, when given, snap yF and yB before the gate and the average
+    /// after it, row by row.
     ///
     /// - Parameters:
     ///   - forward: the forward scan's output y [B, L, E].
     ///   - backward: the backward scan's output, in its own (reversed) time order.
     ///   - gateSource: [B, L, W] holding z in `columns` (the mixer's input projection).
     public static func gatedAverage(
-        forward: consuming Tensor, backward: Tensor, gateSource: Tensor, columns: Range<Int>
+        forward: consuming Tensor, backward: consuming Tensor, gateSource: Tensor, columns: Range<Int>,
+        grids: (forward: UniformGrid?, backward: UniformGrid?, average: UniformGrid?) = (nil, nil, nil)
     ) -> Tensor {
         precondition(forward.shape == backward.shape && forward.rank == 3 && gateSource.rank == 3)
         precondition(forward.shape[2] == columns.count && gateSource.shape.prefix(2) == forward.shape.prefix(2))
         let width = gateSource.shape[2]
         precondition(columns.lowerBound >= 0 && columns.upperBound <= width)
         var out = consume forward
+        var backward = backward
         let shape = out.shape
         out.scalars.withUnsafeMutableBufferPointer { p in
-            backward.scalars.withUnsafeBufferPointer { r in
+            backward.scalars.withUnsafeMutableBufferPointer { r in
                 gateSource.scalars.withUnsafeBufferPointer { z in
                     forEachTimeStepPair(shape, reversed: true) { row, reversedRow, rowWidth in
+                        let (outRow, backwardRow) = (p.baseAddress! + row, r.baseAddress! + reversedRow)
+                        grids.forward?.snap(outRow, count: rowWidth)
+                        grids.backward?.snap(backwardRow, count: rowWidth)
                         let gateRow = z.baseAddress! + row / rowWidth * width + columns.lowerBound
                         forEachLanes(count: rowWidth) { j, n in
                             let gate = TensorModule.silu(loadPartial(gateRow + j, n))
-                            let forwardGated = loadPartial(p.baseAddress! + row + j, n) * gate
-                            let backwardGated = loadPartial(r.baseAddress! + reversedRow + j, n) * gate
-                            storePartial((forwardGated + backwardGated) * 0.5, p.baseAddress! + row + j, n)
+                            let forwardGated = loadPartial(outRow + j, n) * gate
+                            let backwardGated = loadPartial(backwardRow + j, n) * gate
+                            storePartial((forwardGated + backwardGated) * 0.5, outRow + j, n)
                         }
+                        grids.average?.snap(outRow, count: rowWidth)
                     }
                 }
             }

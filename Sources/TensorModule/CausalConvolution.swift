@@ -5,6 +5,8 @@ public enum CausalConvolution {
     /// channel e: `conv(x)[t, e] = bias[e] + Σ_k weight[e, k] · x[t − (K−1) + k, e]` with zeros before
     /// t = 0, accumulated from the bias and the oldest tap first, as the official kernel does.
     ///
+    /// With `outputGrid`, the result is then snapped to it, row by row as it is written.
+    ///
     /// Reading x in place lets the mixer skip the copies of its x half and of the reversed sequence
     /// when no hook needs them; the arithmetic is the same either way, so the results are identical.
     ///
@@ -12,7 +14,8 @@ public enum CausalConvolution {
     ///   - weight: [E, K] (PyTorch's [E, 1, K] with the middle extent dropped), E = `columns.count`.
     ///   - bias: [E].
     public static func applyThenSiLU(
-        _ source: Tensor, columns: Range<Int>, timeReversed: Bool = false, weight: Tensor, bias: [Float]
+        _ source: Tensor, columns: Range<Int>, timeReversed: Bool = false, weight: Tensor, bias: [Float],
+        outputGrid: UniformGrid? = nil
     ) -> Tensor {
         precondition(source.rank == 3 && weight.rank == 2)
         let (batch, length, width) = (source.shape[0], source.shape[1], source.shape[2])
@@ -75,6 +78,7 @@ public enum CausalConvolution {
                                     forEachLanes(count: channels) { e, n in
                                         storePartial(silu(loadPartial(outRow + e, n)), outRow + e, n)
                                     }
+                                    outputGrid?.snap(outRow, count: channels)
                                 }
                             }
                         }

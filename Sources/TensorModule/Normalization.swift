@@ -1,8 +1,11 @@
 /// Root-mean-square layer normalisation as Vim uses it (no mean subtraction, no bias).
 public enum RMSNorm {
     /// Normalises each row of `input` (last dimension = width) and scales it by `weight`:
-    /// `y = x / sqrt(mean(x²) + epsilon) · weight`, accumulated in float32 as the official Triton kernel.
-    public static func apply(_ input: Tensor, weight: [Float], epsilon: Float) -> Tensor {
+    /// `y = x / sqrt(mean(x²) + epsilon) · weight`, accumulated in float32 as the official Triton kernel;
+    /// with a grid, each row is snapped to it once written.
+    public static func apply(
+        _ input: Tensor, weight: [Float], epsilon: Float, snappedTo grid: UniformGrid? = nil
+    ) -> Tensor {
         let width = weight.count
         precondition(input.shape.last == width, "RMSNorm width \(width) vs input \(input.shape)")
         var out = [Float](repeating: 0, count: input.count)
@@ -23,6 +26,7 @@ public enum RMSNorm {
                         forEachLanes(count: width) { i, n in
                             storePartial(loadPartial(x + i, n) * scale * loadPartial(w.baseAddress! + i, n), y + i, n)
                         }
+                        grid?.snap(y, count: width)
                     }
                 }
             }

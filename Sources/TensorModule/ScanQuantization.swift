@@ -32,10 +32,14 @@ public struct UniformGrid: Sendable, Equatable {
 
     /// Snaps every element in place, eight at a time.
     public func snap(_ values: inout [Float]) {
-        values.withUnsafeMutableBufferPointer { buffer in
-            forEachLanes(count: buffer.count) { i, width in
-                storePartial(snap(loadPartial(buffer.baseAddress! + i, width)), buffer.baseAddress! + i, width)
-            }
+        values.withUnsafeMutableBufferPointer { buffer in snap(buffer.baseAddress!, count: buffer.count) }
+    }
+
+    /// Snaps `count` floats at `values` in place: kernels call it on each row they have just written,
+    /// while it is in the L1 cache, instead of a pass over the whole tensor.
+    @inline(__always) func snap(_ values: UnsafeMutablePointer<Float>, count: Int) {
+        forEachLanes(count: count) { i, width in
+            storePartial(snap(loadPartial(values + i, width)), values + i, width)
         }
     }
 

@@ -1,7 +1,8 @@
 extension Tensor {
     /// Columns `range` of the last dimension, as a new contiguous tensor; with `timeReversed`, of a
-    /// [B, L, W] tensor with its time steps in reverse order (the backward scan's view, in one copy).
-    public func columns(_ range: Range<Int>, timeReversed: Bool = false) -> Tensor {
+    /// [B, L, W] tensor with its time steps in reverse order (the backward scan's view, in one copy);
+    /// with a grid, snapped to it as they are copied.
+    public func columns(_ range: Range<Int>, timeReversed: Bool = false, snappedTo grid: UniformGrid? = nil) -> Tensor {
         let width = shape.last ?? 0
         precondition(range.lowerBound >= 0 && range.upperBound <= width)
         precondition(!timeReversed || rank == 3, "time reversal needs a [B, L, W] tensor, not \(shape)")
@@ -13,6 +14,7 @@ extension Tensor {
                 for r in 0..<rows {
                     let source = timeReversed ? r - r % length + (length - 1 - r % length) : r
                     for j in 0..<range.count { dst[r * range.count + j] = src[source * width + range.lowerBound + j] }
+                    grid?.snap(dst.baseAddress! + r * range.count, count: range.count)
                 }
             }
         }

@@ -138,6 +138,10 @@ public protocol ForwardHooks: AnyObject {
     /// Whether `process` needs the tensor at this (not scan-internal) point. The model fuses the
     /// passes around points no hook needs instead of materialising them: the results are the same.
     func processes(_ point: ObservationPoint) -> Bool
+    /// The grid that `process` snaps every element of this point to, when that is all it does there:
+    /// the model may then snap inside the kernel that writes the tensor, row by row while it is in
+    /// cache, instead of calling `process` (the same bits, one pass over the tensor fewer).
+    func elementwiseGrid(at point: ObservationPoint) -> UniformGrid?
     /// Whether the scan of this block and direction must expose Ā_t, B̄_t and h_t (a slower path).
     func needsScanInternals(layer: Int, direction: ScanDirection) -> Bool
     /// Called at every time step of every image for Ā_t, B̄_t and h_t when `needsScanInternals`
@@ -157,6 +161,8 @@ public protocol ForwardHooks: AnyObject {
 extension ForwardHooks {
     /// By default every point is processed.
     public func processes(_ point: ObservationPoint) -> Bool { true }
+    /// By default no point is a plain snap to a grid.
+    public func elementwiseGrid(at point: ObservationPoint) -> UniformGrid? { nil }
     /// By default no scan internals are needed, and the fast scan runs.
     public func needsScanInternals(layer: Int, direction: ScanDirection) -> Bool { false }
     /// By default the scan is not quantized.

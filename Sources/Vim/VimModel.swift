@@ -45,8 +45,9 @@ public struct VimModel: Sendable {
             var sum = residual.map { $0 + hidden } ?? hidden
             hooks?.process(ObservationPoint(layer: index, .residual), &sum)
             residual = sum
-            var normed = RMSNorm.apply(sum, weight: layer.normWeight, epsilon: c.normEpsilon)
-            hooks?.process(ObservationPoint(layer: index, .inProjectionInput), &normed)
+            let normed = produce(ObservationPoint(layer: index, .inProjectionInput), hooks) {
+                RMSNorm.apply(sum, weight: layer.normWeight, epsilon: c.normEpsilon, snappedTo: $0)
+            }
             hidden = mix(normed, layer: layer, index: index, hooks: hooks)
             hooks?.process(ObservationPoint(layer: index, .mixerOutput), &hidden)
         }
@@ -100,57 +101,66 @@ public struct VimModel: Sendable {
     private func mix(_ input: Tensor, layer: VimLayerWeights, index: Int, hooks: ForwardHooks?) -> Tensor {
         let e = configuration.innerDimension
         let projected = Linear.apply(input, weight: layer.inProjection)
-        let forward = scan(projected, weights: layer.forward, layer: index, direction: .forward, hooks: hooks)
-        let backward = scan(projected, weights: layer.backward, layer: index, direction: .backward, hooks: hooks)
+        let (forward, forwardGrid) = scan(
+            projected, weights: layer.forward, layer: index, direction: .forward, hooks: hooks)
+        let (backward, backwardGrid) = scan(
+            projected, weights: layer.backward, layer: index, direction: .backward, hooks: hooks)
         let gatedPoints = ScanDirection.allCases.map { ObservationPoint(layer: index, direction: $0, .gatedOutput) }
+        let averagePoint = ObservationPoint(layer: index, .outProjectionInput)
         var combined: Tensor
         if let hooks, gatedPoints.contains(where: hooks.processes) {
+            var (forward, backward) = (consume forward, consume backward)
+            forwardGrid?.snap(&forward.scalars)
+            backwardGrid?.snap(&backward.scalars)
             let gateActivation = Activation.silu(projected, columns: e..<(2 * e))
-            var gatedForward = Activation.gate(forward, by: gateActivation)
+            var gatedForward = Activation.gate(consume forward, by: gateActivation)
             hooks.process(gatedPoints[0], &gatedForward)
-            var gatedBackward = Activation.gate(backward, by: gateActivation, timeReversed: true)
+            var gatedBackward = Activation.gate(consume backward, by: gateActivation, timeReversed: true)
             hooks.process(gatedPoints[1], &gatedBackward)
             combined = gatedForward.averaged(withTimeReversed: gatedBackward)
+            hooks.process(averagePoint, &combined)
         } else {
+            let averageGrid = hooks?.elementwiseGrid(at: averagePoint)
             combined = Activation.gatedAverage(
-                forward: forward, backward: backward, gateSource: projected, columns: e..<(2 * e))
+                forward: consume forward, backward: consume backward, gateSource: projected, columns: e..<(2 * e),
+                grids: (forwardGrid, backwardGrid, averageGrid))
+            if averageGrid == nil { hooks?.process(averagePoint, &combined) }
         }
-        hooks?.process(ObservationPoint(layer: index, .outProjectionInput), &combined)
         return Linear.apply(combined, weight: layer.outProjection)
     }
 
     /// One direction from the input projection [B, L, 2E] (x, then z): conv and SiLU on x in that
-    /// direction's time order, projections, selective scan; returns the scan output y (before the gate),
-    /// in the direction's time order.
+    /// direction's time order, projections, selective scan. Returns the scan output y (before the
+    /// gate) in the direction's time order, and the hooks' grid for y if they have one: the mixer
+    /// snaps y with it where it reads y, and the hooks are not called for it.
     private func scan(
         _ projected: Tensor, weights w: VimDirectionWeights, layer: Int, direction: ScanDirection,
         hooks: ForwardHooks?
-    ) -> Tensor {
+    ) -> (y: Tensor, outputGrid: UniformGrid?) {
         let (e, r, n) = (configuration.innerDimension, configuration.stepRank, configuration.stateSize)
         func point(_ site: ObservationPoint.Site) -> ObservationPoint {
             ObservationPoint(layer: layer, direction: direction, site)
         }
         let reversed = direction == .backward
-        var u: Tensor
-        if let hooks, hooks.processes(point(.convolutionInput)) {
-            var x = projected.columns(0..<e, timeReversed: reversed)
-            hooks.process(point(.convolutionInput), &x)
-            u = CausalConvolution.applyThenSiLU(x, columns: 0..<e, weight: w.convolutionWeight, bias: w.convolutionBias)
-        } else {
-            u = CausalConvolution.applyThenSiLU(
+        let u = produce(point(.scanInput), hooks) { grid in
+            if let hooks, hooks.processes(point(.convolutionInput)) {
+                let x = produce(point(.convolutionInput), hooks) {
+                    projected.columns(0..<e, timeReversed: reversed, snappedTo: $0)
+                }
+                return CausalConvolution.applyThenSiLU(
+                    x, columns: 0..<e, weight: w.convolutionWeight, bias: w.convolutionBias, outputGrid: grid)
+            }
+            return CausalConvolution.applyThenSiLU(
                 projected, columns: 0..<e, timeReversed: reversed, weight: w.convolutionWeight,
-                bias: w.convolutionBias)
+                bias: w.convolutionBias, outputGrid: grid)
         }
-        hooks?.process(point(.scanInput), &u)
         let projected = Linear.apply(u, weight: w.inputProjection)
-        var stepInput = projected.columns(0..<r)
-        hooks?.process(point(.stepProjectionInput), &stepInput)
+        let stepInput = produce(point(.stepProjectionInput), hooks) { projected.columns(0..<r, snappedTo: $0) }
         var step = Activation.softplus(Linear.apply(stepInput, weight: w.stepProjection), columnBias: w.stepBias)
         hooks?.process(point(.step), &step)
         var b = projected.columns(r..<(r + n))
         hooks?.process(point(.inputMatrix), &b)
-        var c = projected.columns((r + n)..<(r + 2 * n))
-        hooks?.process(point(.outputMatrix), &c)
+        let c = produce(point(.outputMatrix), hooks) { projected.columns((r + n)..<(r + 2 * n), snappedTo: $0) }
         let stepHook = hooks.flatMap { hooks in
             hooks.needsScanInternals(layer: layer, direction: direction)
                 ? ScanHookAdapter(hooks: hooks, layer: layer, direction: direction) : nil
@@ -168,9 +178,19 @@ public struct VimModel: Sendable {
                 x: u, delta: step, a: w.stateMatrix, b: b, c: c, d: w.skip,
                 quantization: hooks?.scanQuantization(layer: layer, direction: direction), hook: stepHook)
         }
-        hooks?.process(point(.scanOutput), &y)
-        return y
+        let outputGrid = hooks?.elementwiseGrid(at: point(.scanOutput))
+        if outputGrid == nil { hooks?.process(point(.scanOutput), &y) }
+        return (y, outputGrid)
     }
+}
+
+/// The tensor at `point`: written by `make` with the hooks' grid for it when they have one (the
+/// kernel snaps as it writes), else written plain and handed to the hooks' `process`.
+private func produce(_ point: ObservationPoint, _ hooks: ForwardHooks?, _ make: (UniformGrid?) -> Tensor) -> Tensor {
+    if let grid = hooks?.elementwiseGrid(at: point) { return make(grid) }
+    var tensor = make(nil)
+    hooks?.process(point, &tensor)
+    return tensor
 }
 
 /// Forwards the scan's per-step quantities to the model's hooks under their point names.

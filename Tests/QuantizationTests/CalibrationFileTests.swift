@@ -98,9 +98,9 @@ struct CalibrationFileTests {
     }
 
     @Test(
-        "the fused quantized scan gives the step-by-step hook's logits bit for bit",
+        "quantization fused into the kernels gives the step-by-step hooks' logits bit for bit",
         arguments: ["qmamba", "mse", "mse+tgq-dp", "qmamba-search"])
-    func fusedScan(_ name: String) throws {
+    func fusedQuantization(_ name: String) throws {
         let (model, statistics) = try microStatistics()
         var settings = QuantizationSettings(weightBits: 4, activationBits: 4)
         settings.ltsqThreshold = 0
@@ -112,7 +112,7 @@ struct CalibrationFileTests {
         let input = try NumPyArray(contentsOf: Fixtures.bundled("vim-official-init/vim_micro_input.npy")).tensor
         let quantized = VimModel(configuration: model.configuration, weights: plan.quantizedWeights(model.weights))
         let fused = try quantized(input, hooks: FakeQuantizationHooks(plan: plan))
-        let stepwise = try quantized(input, hooks: FakeQuantizationHooks(plan: plan, fusedScan: false))
+        let stepwise = try quantized(input, hooks: FakeQuantizationHooks(plan: plan, fused: false))
         #expect(fused.scalars == stepwise.scalars)
         #expect(fused.scalars != (try model(input)).scalars)
     }
