@@ -38,8 +38,15 @@ public struct UniformGrid: Sendable, Equatable {
     /// Snaps `count` floats at `values` in place: kernels call it on each row they have just written,
     /// while it is in the L1 cache, instead of a pass over the whole tensor.
     @inline(__always) func snap(_ values: UnsafeMutablePointer<Float>, count: Int) {
+        snap(UnsafePointer(values), count: count, into: values)
+    }
+
+    /// Writes `count` floats from `source`, snapped, to `destination` (which may be `source`).
+    @inline(__always) func snap(
+        _ source: UnsafePointer<Float>, count: Int, into destination: UnsafeMutablePointer<Float>
+    ) {
         forEachLanes(count: count) { i, width in
-            storePartial(snap(loadPartial(values + i, width)), values + i, width)
+            storePartial(snap(loadPartial(source + i, width)), destination + i, width)
         }
     }
 

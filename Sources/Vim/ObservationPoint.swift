@@ -139,8 +139,8 @@ public protocol ForwardHooks: AnyObject {
     /// passes around points no hook needs instead of materialising them: the results are the same.
     func processes(_ point: ObservationPoint) -> Bool
     /// The grid that `process` snaps every element of this point to, when that is all it does there:
-    /// the model may then snap inside the kernel that writes the tensor, row by row while it is in
-    /// cache, instead of calling `process` (the same bits, one pass over the tensor fewer).
+    /// the model may then snap inside the kernel that writes (or reads) the tensor, row by row while
+    /// it is in cache, instead of calling `process` (the same bits, one pass over the tensor fewer).
     func elementwiseGrid(at point: ObservationPoint) -> UniformGrid?
     /// Whether the scan of this block and direction must expose Ā_t, B̄_t and h_t (a slower path).
     func needsScanInternals(layer: Int, direction: ScanDirection) -> Bool

@@ -143,16 +143,16 @@ public struct VimModel: Sendable {
         }
         let reversed = direction == .backward
         let u = produce(point(.scanInput), hooks) { grid in
-            if let hooks, hooks.processes(point(.convolutionInput)) {
-                let x = produce(point(.convolutionInput), hooks) {
-                    projected.columns(0..<e, timeReversed: reversed, snappedTo: $0)
-                }
+            let conv = point(.convolutionInput)
+            if let hooks, hooks.processes(conv), hooks.elementwiseGrid(at: conv) == nil {
+                var x = projected.columns(0..<e, timeReversed: reversed)
+                hooks.process(conv, &x)
                 return CausalConvolution.applyThenSiLU(
                     x, columns: 0..<e, weight: w.convolutionWeight, bias: w.convolutionBias, outputGrid: grid)
             }
             return CausalConvolution.applyThenSiLU(
                 projected, columns: 0..<e, timeReversed: reversed, weight: w.convolutionWeight,
-                bias: w.convolutionBias, outputGrid: grid)
+                bias: w.convolutionBias, inputGrid: hooks?.elementwiseGrid(at: conv), outputGrid: grid)
         }
         let projected = Linear.apply(u, weight: w.inputProjection)
         let stepInput = produce(point(.stepProjectionInput), hooks) { projected.columns(0..<r, snappedTo: $0) }

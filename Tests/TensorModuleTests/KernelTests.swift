@@ -241,7 +241,7 @@ struct KernelTests {
         #expect(difference(y.scalars, reference).maximumAbsolute < 1e-6)
     }
 
-    @Test("the convolution reads a column range in either time order as it reads a reversed copy")
+    @Test("the convolution reads a column range in either time order as it reads a reversed copy, grids included")
     func convolutionInPlace() {
         let (e, k) = (11, 4)
         let source = randomTensor([2, 9, 3 * e], seed: 22)
@@ -256,6 +256,25 @@ struct KernelTests {
             CausalConvolution.applyThenSiLU(source, columns: columns, timeReversed: true, weight: w, bias: bias)
                 == CausalConvolution.applyThenSiLU(
                     source.columns(columns, timeReversed: true), columns: 0..<e, weight: w, bias: bias))
+        // Grids on the input (snapped once per row, in a ring) and on the output, in both time orders,
+        // with two and with three taps (the general loop).
+        let (inputGrid, outputGrid) = (
+            UniformGrid(scale: 0.125, zeroPoint: 3, codes: 0...15),
+            UniformGrid(scale: 0.05, zeroPoint: 0, codes: -7...7)
+        )
+        for reversed in [false, true] {
+            for taps in [k, 3] {
+                let weights = randomTensor([e, taps], seed: 29)
+                var expected = CausalConvolution.applyThenSiLU(
+                    source.columns(columns, timeReversed: reversed, snappedTo: inputGrid), columns: 0..<e,
+                    weight: weights, bias: bias)
+                outputGrid.snap(&expected.scalars)
+                #expect(
+                    CausalConvolution.applyThenSiLU(
+                        source, columns: columns, timeReversed: reversed, weight: weights, bias: bias,
+                        inputGrid: inputGrid, outputGrid: outputGrid) == expected)
+            }
+        }
     }
 
     @Test("patch embedding with overlapping patches equals a direct convolution")
