@@ -44,7 +44,7 @@ let binaryLogarithmOfE: Float = 1.442_695_04
 /// k = round(x) from the low mantissa bits of x + 1.5·2^23, r = x − k exactly, 2^r from a degree-6
 /// minimax polynomial (relative error 2e−9 on [−½, ½]), and k added to its exponent bits: with
 /// −126 ≤ k ≤ 0 and r ≥ 0 whenever k = −126 the result is a normal float, so the addition is exact.
-/// 12 vector operations against 17 for `exponential`: the scan runs one per state update.
+/// 12 vector operations against 16 for `exponentialOfNonPositive`: the scan runs one per state update.
 ///
 /// A NaN input must be a NaN without payload (as `canonicalisingNaN` makes it): the exponent addition
 /// could turn a NaN with other payload bits into a number.
