@@ -26,17 +26,9 @@ struct WeightedSamples {
 
     /// Σ weight · (v − Q(v))² for the uniform quantizer `quantizer`.
     func squaredError(_ quantizer: UniformQuantizer) -> Double {
-        let grid = quantizer.grid
-        var error = 0.0
         values.withUnsafeBufferPointer { v in
-            weights.withUnsafeBufferPointer { w in
-                for i in 0..<v.count {
-                    let d = Double(v[i] - grid.snap(v[i]))
-                    error += w[i] * d * d
-                }
-            }
+            weights.withUnsafeBufferPointer { w in quantizer.grid.squaredError(v, weights: w) }
         }
-        return error
     }
 
     /// The value below which `fraction` of the weight lies (bin centres, sorted).

@@ -50,6 +50,37 @@ public struct UniformGrid: Sendable, Equatable {
         }
     }
 
+    /// Σ weight · (v − snap(v))² in double precision, eight values at a time (eight partial sums):
+    /// the error the fitters minimise over histogram bins, evaluated hundreds of times per quantizer.
+    public func squaredError(_ values: UnsafeBufferPointer<Float>, weights: UnsafeBufferPointer<Double>) -> Double {
+        precondition(values.count == weights.count)
+        // A plain loop rather than `forEachLanes`: captured by its closure, the sums lived in memory.
+        var (low, high) = (SIMD4<Double>(repeating: 0), SIMD4<Double>(repeating: 0))
+        var i = 0
+        while i < values.count {
+            let width = min(8, values.count - i)
+            let v = loadPartial(values.baseAddress! + i, width)
+            let d = v - snap(v)
+            var (wLow, wHigh) = (SIMD4<Double>(repeating: 0), SIMD4<Double>(repeating: 0))
+            if width == 8 {
+                let w = UnsafeRawPointer(weights.baseAddress! + i)
+                (wLow, wHigh) = (
+                    w.loadUnaligned(as: SIMD4<Double>.self), w.loadUnaligned(fromByteOffset: 32, as: SIMD4<Double>.self)
+                )
+            } else {
+                // Lanes past the end keep weight 0.
+                for j in 0..<width {
+                    if j < 4 { wLow[j] = weights[i + j] } else { wHigh[j - 4] = weights[i + j] }
+                }
+            }
+            let (dLow, dHigh) = (SIMD4<Double>(d.lowHalf), SIMD4<Double>(d.highHalf))
+            low += wLow * dLow * dLow
+            high += wHigh * dHigh * dHigh
+            i += 8
+        }
+        return (low + high).sum()
+    }
+
     /// Σ (v − snap(v))² over `values`, eight at a time (float32 partial sums per lane).
     public func squaredError(_ values: UnsafeBufferPointer<Float>) -> Float {
         var sums = Lanes(repeating: 0)

@@ -151,6 +151,23 @@ struct KernelTests {
         }
     }
 
+    @Test("the weighted squared snapping error equals a double-precision sum, partial lane group included")
+    func weightedSquaredError() {
+        let grid = UniformGrid(scale: 0.37, zeroPoint: 2, codes: 0...7)
+        for count in [0, 5, 8, 21] {
+            let values = randomTensor([count], in: -3...3, seed: UInt64(30 + count)).scalars
+            let weights = randomTensor([count], in: 0...1000, seed: UInt64(40 + count)).scalars.map(Double.init)
+            let reference = zip(values, weights).reduce(0.0) { sum, pair in
+                let d = Double(pair.0 - grid.snap(pair.0))
+                return sum + pair.1 * d * d
+            }
+            let error = values.withUnsafeBufferPointer { v in
+                weights.withUnsafeBufferPointer { w in grid.squaredError(v, weights: w) }
+            }
+            #expect(abs(error - reference) <= 1e-12 * max(1, reference), "\(count) values: \(error) vs \(reference)")
+        }
+    }
+
     @Test("the selective scan matches a sequential double-precision scan")
     func selectiveScan() {
         let (s, l, e, n) = scanSizes
