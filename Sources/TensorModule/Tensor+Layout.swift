@@ -12,7 +12,8 @@ extension Tensor {
         scalars.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
                 for r in 0..<rows {
-                    let source = timeReversed ? r - r % length + (length - 1 - r % length) : r
+                    let (sequence, step) = r.quotientAndRemainder(dividingBy: length)
+                    let source = timeReversed ? sequence * length + length - 1 - step : r
                     for j in 0..<range.count { dst[r * range.count + j] = src[source * width + range.lowerBound + j] }
                     grid?.snap(dst.baseAddress! + r * range.count, count: range.count)
                 }
