@@ -54,9 +54,9 @@ public struct CalibrationStatistics: Sendable {
 
     // MARK: - Range pass
 
-    mutating func observeRange(_ i: Int, step: Int, _ values: [Float]) {
+    mutating func observeRange(_ i: Int, _ values: [Float]) {
         let (low, high) = values.withUnsafeBufferPointer(extremaIgnoringNaN)
-        observeRange(i, step: step, minimum: low, maximum: high)
+        observeRange(i, step: 0, minimum: low, maximum: high)
     }
 
     mutating func observeRange(_ i: Int, step: Int, minimum: Float, maximum: Float) {
@@ -93,11 +93,14 @@ public struct CalibrationStatistics: Sendable {
 
     // MARK: - Histogram pass
 
-    mutating func observeCounts(_ i: Int, step: Int, _ values: [Float]) {
-        points[i].histograms[step].add(values)
-        if points[i].role == .discreteA {
-            points[i].logHistogram!.add(LongTailedSkewnessQuantizer.logDistances(values))
-        }
+    mutating func observeCounts(_ i: Int, _ values: [Float]) {
+        points[i].histograms[0].add(values)
+    }
+
+    mutating func addCounts(_ i: Int, _ counts: QuantityCounts) {
+        precondition(counts.counts.count == points[i].histograms.count)
+        for (step, stepCounts) in counts.counts.enumerated() { points[i].histograms[step].add(counts: stepCounts) }
+        if let logCounts = counts.logDistanceCounts { points[i].logHistogram!.add(counts: logCounts) }
     }
 
     /// Every count, flattened in a fixed order, for a SUM reduction across ranks (the image count last).
@@ -151,14 +154,11 @@ public final class StatisticsObserver: ForwardHooks {
     /// Records a tensor at a quantization point.
     public func process(_ point: ObservationPoint, _ tensor: inout Tensor) {
         guard let i = statistics.index[point] else { return }
-        record(i, step: 0, tensor.scalars)
+        record(i, tensor.scalars)
     }
 
     /// Only the quantization points are recorded.
     public func processes(_ point: ObservationPoint) -> Bool { statistics.index[point] != nil }
-
-    /// The histogram pass bins every Ā, B̄ and h, so the scan materialises them step by step.
-    public func needsScanInternals(layer: Int, direction: ScanDirection) -> Bool { pass == .histograms }
 
     /// The range pass takes the extremes of Ā, B̄ and h from the vectorised scan.
     public func recordsScanExtremes(layer: Int, direction: ScanDirection) -> Bool { pass == .ranges }
@@ -172,16 +172,29 @@ public final class StatisticsObserver: ForwardHooks {
         }
     }
 
-    /// Records Ā_t, B̄_t or h_t (h per time step).
-    public func processScanStep(_ point: ObservationPoint, image: Int, timeStep: Int, _ values: inout [Float]) {
-        guard let i = statistics.index[point] else { return }
-        record(i, step: statistics.points[i].role == .hiddenState ? timeStep : 0, values)
+    /// The histogram pass has the vectorised scan count Ā (also by log distance), B̄ and h (per time
+    /// step) on the histograms' grids.
+    public func scanBinning(layer: Int, direction: ScanDirection) -> ScanBinning? {
+        guard pass == .histograms else { return nil }
+        func binning(_ site: ObservationPoint.Site) -> QuantityBinning {
+            let i = statistics.index[ObservationPoint(layer: layer, direction: direction, site)]!
+            let point = statistics.points[i]
+            return QuantityBinning(grids: point.histograms.map(\.grid), logDistance: point.logHistogram?.grid)
+        }
+        return ScanBinning(
+            discreteA: binning(.discreteA), discreteB: binning(.discreteB), hiddenState: binning(.hiddenState))
     }
 
-    private func record(_ i: Int, step: Int, _ values: [Float]) {
+    /// Adds the scan's counts of Ā, B̄ or h to the histograms.
+    public func processScanCounts(_ point: ObservationPoint, _ counts: QuantityCounts) {
+        guard let i = statistics.index[point] else { return }
+        statistics.addCounts(i, counts)
+    }
+
+    private func record(_ i: Int, _ values: [Float]) {
         switch pass {
-        case .ranges: statistics.observeRange(i, step: step, values)
-        case .histograms: statistics.observeCounts(i, step: step, values)
+        case .ranges: statistics.observeRange(i, values)
+        case .histograms: statistics.observeCounts(i, values)
         }
     }
 }

@@ -1,3 +1,5 @@
+import TensorModule
+
 /// Integer counts of values on a fixed grid of equal bins over [lower, upper].
 ///
 /// Counts are integers so that histograms from different ranks merge exactly and in any order.
@@ -30,38 +32,21 @@ public struct Histogram: Equatable, Sendable {
     /// The number of values counted.
     public var total: Int64 { counts.reduce(0, +) }
 
-    /// Counts every element of `values`: bin ⌊(v − lower) · bins / (upper − lower)⌋ in double
-    /// precision, clamped to the grid, NaN in bin 0.
-    ///
-    /// Calibration bins every Ā, B̄ and h of the scan, so the bin arithmetic runs four values at a time
-    /// (the integer is read from the low mantissa bits of ⌊position⌋ + 2^52 rather than converted lane by
-    /// lane); only the increments are one at a time.
+    /// The grid the counts are on.
+    public var grid: BinGrid { BinGrid(lower: lower, upper: upper, bins: counts.count) }
+
+    /// Counts every element of `values` (see `BinGrid` for the bin of a value).
     public mutating func add(_ values: [Float]) {
-        typealias Positions = SIMD4<Double>
-        let scale = Double(counts.count) / (Double(upper) - Double(lower))
-        let low = Positions(repeating: Double(lower))
-        let last = Positions(repeating: Double(counts.count - 1))
-        let integerBias = Positions(repeating: 4_503_599_627_370_496)
+        let grid = grid
         values.withUnsafeBufferPointer { values in
-            counts.withUnsafeMutableBufferPointer { c in
-                var i = 0
-                while i < values.count {
-                    let width = min(4, values.count - i)
-                    var v = SIMD4<Float>(repeating: 0)
-                    if width == 4 {
-                        v = UnsafeRawPointer(values.baseAddress! + i).loadUnaligned(as: SIMD4<Float>.self)
-                    } else {
-                        for j in 0..<width { v[j] = values[i + j] }
-                    }
-                    var position = (Positions(v) - low) * scale
-                    position = position.replacing(with: 0, where: .!(position .>= 0))
-                    position = position.replacing(with: last, where: position .> last)
-                    let bins = unsafeBitCast(position.rounded(.down) + integerBias, to: SIMD4<UInt64>.self)
-                    for j in 0..<width { c[Int(truncatingIfNeeded: bins[j] & 0xFFFF_FFFF)] &+= 1 }
-                    i += 4
-                }
-            }
+            counts.withUnsafeMutableBufferPointer { grid.count(values, into: $0) }
         }
+    }
+
+    /// Adds counts made on this histogram's grid (by the scan's counting kernel, or another rank).
+    public mutating func add(counts other: [Int64]) {
+        precondition(other.count == counts.count)
+        for i in counts.indices { counts[i] += other[i] }
     }
 
     /// The value below which `fraction` of the counts lie, interpolated within its bin.

@@ -159,6 +159,53 @@ public struct LogarithmicGrid: Sendable, Equatable {
 
 }
 
+/// How one scan quantity is counted by `SelectiveScan.applyCountingBins`.
+public struct QuantityBinning: Sendable, Equatable {
+    /// One grid for every step, or one per time step (indexed by step); all with the same number of bins.
+    public var grids: [BinGrid]
+    /// When set, −log2(1 − v) of every value (capped at this grid's upper edge, NaN kept, as
+    /// `negatedBinaryLogarithmsOfComplement`) is counted on it too: LtSQ's coordinate for Ā.
+    public var logDistance: BinGrid?
+
+    /// Counting on `grids`, and on `logDistance` by log distance.
+    public init(grids: [BinGrid], logDistance: BinGrid? = nil) {
+        precondition(!grids.isEmpty)
+        self.grids = grids
+        self.logDistance = logDistance
+    }
+}
+
+/// What `SelectiveScan.applyCountingBins` counted of one quantity.
+public struct QuantityCounts: Sendable, Equatable {
+    /// Per grid of `QuantityBinning.grids`, the count per bin.
+    public var counts: [[Int64]]
+    /// The counts by log distance, when it was asked for.
+    public var logDistanceCounts: [Int64]?
+
+    /// Counts from their values.
+    public init(counts: [[Int64]], logDistanceCounts: [Int64]?) {
+        self.counts = counts
+        self.logDistanceCounts = logDistanceCounts
+    }
+}
+
+/// The grids on which the scan's histogram pass counts Ā_t, B̄_t and h_t.
+public struct ScanBinning: Sendable, Equatable {
+    /// Ā_t = exp(Δ_t A).
+    public var discreteA: QuantityBinning
+    /// B̄_t = Δ_t B_t.
+    public var discreteB: QuantityBinning
+    /// h_t.
+    public var hiddenState: QuantityBinning
+
+    /// Binnings for the three quantities.
+    public init(discreteA: QuantityBinning, discreteB: QuantityBinning, hiddenState: QuantityBinning) {
+        self.discreteA = discreteA
+        self.discreteB = discreteB
+        self.hiddenState = hiddenState
+    }
+}
+
 /// How one scan quantity is snapped at every time step.
 public enum ScanStepGrid: Sendable, Equatable {
     /// Left in float32.

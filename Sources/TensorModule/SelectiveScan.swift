@@ -88,6 +88,25 @@ public enum SelectiveScan {
         return (Tensor(shape: x.shape, scalars: y), extremes(recordedA), extremes(recordedB), extremes(recordedH))
     }
 
+    /// The unquantized scan (as `apply`), also counting every Ā_t, B̄_t and h_t of the real channels
+    /// on the grids of `binning`: what calibration's histogram pass needs, found in the vectorised
+    /// kernel instead of over materialised steps. The counts are those `BinGrid.count` gives over the
+    /// values a `ScanStepHook` sees.
+    public static func applyCountingBins(
+        x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: [Float], binning: ScanBinning
+    ) -> (y: Tensor, discreteA: QuantityCounts, discreteB: QuantityCounts, hiddenState: QuantityCounts) {
+        precondition(x.rank == 3 && x.shape == delta.shape && a.rank == 2 && a.shape[0] == x.shape[2])
+        precondition(d.count == x.shape[2] && b.shape == [x.shape[0], x.shape[1], a.shape[1]] && c.shape == b.shape)
+        for quantity in [binning.discreteA, binning.discreteB, binning.hiddenState] {
+            precondition(quantity.grids.count == 1 || quantity.grids.count >= x.shape[1])
+        }
+        let operands = ScanOperands(x: x, delta: delta, a: a, b: b, c: c, d: d)
+        let (y, (countedA, countedB, countedH)) = scanKernel(
+            operands, BinRecorder(binning.discreteA), BinRecorder(binning.discreteB),
+            BinRecorder(binning.hiddenState))
+        return (Tensor(shape: x.shape, scalars: y), countedA.counts, countedB.counts, countedH.counts)
+    }
+
     /// The definitional scan with every Ā_t, B̄_t and h_t materialised and handed to `hook`.
     private static func stepwise(
         x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: [Float], hook: ScanStepHook,
@@ -314,6 +333,67 @@ private struct ExtremesRecorder: LaneSnap {
             lanes[2 * k] = Lanes(repeating: .infinity)
             lanes[2 * k + 1] = Lanes(repeating: -.infinity)
         }
+    }
+}
+
+/// Leaves a quantity as it is and counts it on its grid (that of the current step, per step), and by
+/// its log distance below 1 when asked.
+private struct BinRecorder: LaneSnap {
+    /// Owns the counters, so that the copies the kernel makes of the recorder share them.
+    private final class Counters {
+        let storage: UnsafeMutablePointer<Int64>
+        init(count: Int) {
+            storage = .allocate(capacity: count)
+            storage.initialize(repeating: 0, count: count)
+        }
+        deinit { storage.deallocate() }
+    }
+
+    private let binning: QuantityBinning
+    private let counters: Counters
+    private let bins: Int
+    private var grid: BinGrid
+    private var gridCounts: UnsafeMutablePointer<Int64>
+    private let logDistanceCounts: UnsafeMutablePointer<Int64>
+    private var width = 8
+
+    init(_ binning: QuantityBinning) {
+        let bins = binning.grids[0].bins
+        precondition(binning.grids.allSatisfy { $0.bins == bins })
+        self.bins = bins
+        self.binning = binning
+        counters = Counters(count: binning.grids.count * bins + (binning.logDistance?.bins ?? 0))
+        grid = binning.grids[0]
+        gridCounts = counters.storage
+        logDistanceCounts = counters.storage + binning.grids.count * bins
+    }
+
+    @inline(__always) mutating func enter(step: Int) {
+        guard binning.grids.count > 1 else { return }
+        grid = binning.grids[step]
+        gridCounts = counters.storage + step * bins
+    }
+
+    @inline(__always) mutating func enter(laneCount: Int) { width = laneCount }
+
+    @_transparent mutating func snap(_ values: Lanes, state: Int) -> Lanes {
+        grid.increment(gridCounts, lanes: values, width: width)
+        if let logGrid = binning.logDistance {
+            logGrid.increment(
+                logDistanceCounts, lanes: negatedBinaryLogarithmOfComplement(values, cappedAt: logGrid.upper),
+                width: width)
+        }
+        return values
+    }
+
+    /// The counts so far.
+    var counts: QuantityCounts {
+        func counts(_ start: UnsafeMutablePointer<Int64>, _ count: Int) -> [Int64] {
+            Array(UnsafeBufferPointer(start: start, count: count))
+        }
+        return QuantityCounts(
+            counts: binning.grids.indices.map { counts(counters.storage + $0 * bins, bins) },
+            logDistanceCounts: binning.logDistance.map { counts(logDistanceCounts, $0.bins) })
     }
 }
 

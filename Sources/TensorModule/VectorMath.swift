@@ -108,14 +108,21 @@ public func negatedBinaryLogarithmsOfComplement(_ values: [Float], cappedAt cap:
     var out = values
     out.withUnsafeMutableBufferPointer { p in
         forEachLanes(count: p.count) { i, n in
-            let gap = 1 - loadPartial(p.baseAddress! + i, n)
-            let positive = gap .> 0
-            var distance = -(logarithm(gap.replacing(with: 1, where: .!positive)) * binaryLogarithmOfE)
-            distance = distance.replacing(with: cap, where: .!positive .| (distance .> cap))
-            storePartial(distance.replacing(with: gap, where: gap .!= gap), p.baseAddress! + i, n)
+            storePartial(
+                negatedBinaryLogarithmOfComplement(loadPartial(p.baseAddress! + i, n), cappedAt: cap),
+                p.baseAddress! + i, n)
         }
     }
     return out
+}
+
+/// `negatedBinaryLogarithmsOfComplement` of eight lanes: what the scan's histogram pass bins Ā by.
+@inline(__always) func negatedBinaryLogarithmOfComplement(_ values: Lanes, cappedAt cap: Float) -> Lanes {
+    let gap = 1 - values
+    let positive = gap .> 0
+    var distance = -(logarithm(gap.replacing(with: 1, where: .!positive)) * binaryLogarithmOfE)
+    distance = distance.replacing(with: cap, where: .!positive .| (distance .> cap))
+    return distance.replacing(with: gap, where: gap .!= gap)
 }
 
 /// softplus(v) = ln(1 + e^v), and v itself above PyTorch's threshold of 20.

@@ -156,6 +156,12 @@ public protocol ForwardHooks: AnyObject {
     func recordsScanExtremes(layer: Int, direction: ScanDirection) -> Bool
     /// Called once per batch for Ā, B̄ and h when `recordsScanExtremes` returned true.
     func processScanExtremes(_ point: ObservationPoint, _ extremes: ScanExtremes)
+    /// The grids on which the scan of this block and direction should count Ā_t, B̄_t and h_t inside
+    /// the vectorised kernel, or nil; takes the place of `needsScanInternals` for hooks that only
+    /// need histograms.
+    func scanBinning(layer: Int, direction: ScanDirection) -> ScanBinning?
+    /// Called once per batch for Ā, B̄ and h with their counts when `scanBinning` gave grids.
+    func processScanCounts(_ point: ObservationPoint, _ counts: QuantityCounts)
 }
 
 extension ForwardHooks {
@@ -171,6 +177,10 @@ extension ForwardHooks {
     public func recordsScanExtremes(layer: Int, direction: ScanDirection) -> Bool { false }
     /// By default extremes are ignored.
     public func processScanExtremes(_ point: ObservationPoint, _ extremes: ScanExtremes) {}
+    /// By default nothing is counted.
+    public func scanBinning(layer: Int, direction: ScanDirection) -> ScanBinning? { nil }
+    /// By default counts are ignored.
+    public func processScanCounts(_ point: ObservationPoint, _ counts: QuantityCounts) {}
     /// By default scan internals pass through unchanged.
     public func processScanStep(_ point: ObservationPoint, image: Int, timeStep: Int, _ values: inout [Float]) {}
 }

@@ -173,6 +173,13 @@ public struct VimModel: Sendable {
             hooks.processScanExtremes(point(.discreteB), recorded.discreteB)
             hooks.processScanExtremes(point(.hiddenState), recorded.hiddenState)
             y = recorded.y
+        } else if stepHook == nil, let hooks, let binning = hooks.scanBinning(layer: layer, direction: direction) {
+            let counted = SelectiveScan.applyCountingBins(
+                x: u, delta: step, a: w.stateMatrix, b: b, c: c, d: w.skip, binning: binning)
+            hooks.processScanCounts(point(.discreteA), counted.discreteA)
+            hooks.processScanCounts(point(.discreteB), counted.discreteB)
+            hooks.processScanCounts(point(.hiddenState), counted.hiddenState)
+            y = counted.y
         } else {
             y = SelectiveScan.apply(
                 x: u, delta: step, a: w.stateMatrix, b: b, c: c, d: w.skip,

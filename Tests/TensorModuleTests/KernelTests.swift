@@ -235,6 +235,78 @@ struct KernelTests {
         #expect(recorded.hiddenState.minima.count == l)
     }
 
+    @Test("the scan's bin counts equal those of every materialised step, partial lane group included")
+    func scanBinCounts() {
+        let l = scanSizes.length
+        let (x, delta, a, b, c, d) = scanInputs()
+        let extremes = SelectiveScan.applyRecordingExtremes(x: x, delta: delta, a: a, b: b, c: c, d: d)
+        // Grids a little narrower than the ranges, so that the first and last bins also take clamped values.
+        func grids(_ e: ScanExtremes, bins: Int) -> [BinGrid] {
+            zip(e.minima, e.maxima).map { low, high in
+                let margin = (high - low) / 20
+                return BinGrid(lower: low + margin, upper: high - margin, bins: bins)
+            }
+        }
+        let logGrid = BinGrid(lower: 0, upper: 32, bins: 2048)
+        let binning = ScanBinning(
+            discreteA: QuantityBinning(grids: grids(extremes.discreteA, bins: 64), logDistance: logGrid),
+            discreteB: QuantityBinning(grids: grids(extremes.discreteB, bins: 64)),
+            hiddenState: QuantityBinning(grids: grids(extremes.hiddenState, bins: 16)))
+        /// Counts of the E×N values the step-by-step path hands out, through `BinGrid.count`.
+        final class Counts: ScanStepHook {
+            let binning: ScanBinning
+            var counts: [ScanQuantity: QuantityCounts] = [:]
+            init(binning: ScanBinning) {
+                self.binning = binning
+                for (quantity, grids) in [
+                    (ScanQuantity.discreteA, binning.discreteA), (.discreteB, binning.discreteB),
+                    (.hiddenState, binning.hiddenState),
+                ] {
+                    counts[quantity] = QuantityCounts(
+                        counts: grids.grids.map { [Int64](repeating: 0, count: $0.bins) },
+                        logDistanceCounts: grids.logDistance.map { [Int64](repeating: 0, count: $0.bins) })
+                }
+            }
+            func process(_ quantity: ScanQuantity, sequence: Int, timeStep: Int, values: inout [Float]) {
+                let quantityBinning = [
+                    ScanQuantity.discreteA: binning.discreteA, .discreteB: binning.discreteB,
+                    .hiddenState: binning.hiddenState,
+                ][quantity]!
+                let slot = quantityBinning.grids.count > 1 ? timeStep : 0
+                let values = values
+                values.withUnsafeBufferPointer { v in
+                    counts[quantity]!.counts[slot].withUnsafeMutableBufferPointer {
+                        quantityBinning.grids[slot].count(v, into: $0)
+                    }
+                }
+                if let logGrid = quantityBinning.logDistance {
+                    let distances = negatedBinaryLogarithmsOfComplement(values, cappedAt: logGrid.upper)
+                    distances.withUnsafeBufferPointer { v in
+                        counts[quantity]!.logDistanceCounts!.withUnsafeMutableBufferPointer {
+                            logGrid.count(v, into: $0)
+                        }
+                    }
+                }
+            }
+        }
+        let reference = Counts(binning: binning)
+        _ = SelectiveScan.apply(x: x, delta: delta, a: a, b: b, c: c, d: d, hook: reference)
+        let counted = SelectiveScan.applyCountingBins(x: x, delta: delta, a: a, b: b, c: c, d: d, binning: binning)
+        #expect(counted.y == SelectiveScan.apply(x: x, delta: delta, a: a, b: b, c: c, d: d))
+        let (s, e, n) = (scanSizes.sequences, scanSizes.channels, scanSizes.states)
+        for (quantity, counts) in [
+            (ScanQuantity.discreteA, counted.discreteA), (.discreteB, counted.discreteB),
+            (.hiddenState, counted.hiddenState),
+        ] {
+            #expect(counts == reference.counts[quantity], "\(quantity)")
+            // Every update of the real channels was counted once, none of the padded lanes'.
+            let total = counts.counts.reduce(0) { $0 + $1.reduce(0, +) }
+            #expect(total == Int64(s * l * e * n), "\(quantity)")
+        }
+        #expect(counted.discreteA.logDistanceCounts!.reduce(0, +) == Int64(s * l * e * n))
+        #expect(counted.hiddenState.counts.count == l)
+    }
+
     @Test("causal convolution uses only current and past steps, with zero padding, then SiLU")
     func causalConvolution() {
         let (s, l, e, k) = (2, 7, 10, 4)
