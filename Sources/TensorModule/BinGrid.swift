@@ -11,6 +11,9 @@ public struct BinGrid: Sendable, Equatable {
     /// Number of bins.
     public let bins: Int
     private let scale: Double
+    /// The scale in single precision when lower is 0 and the scale a power of two, as on LtSQ's
+    /// log-distance grid: v · scale is then exact in single precision as in double, and so is the bin.
+    private let exactSingleScale: Float?
 
     /// The grid of `bins` equal bins over [lower, upper].
     public init(lower: Float, upper: Float, bins: Int) {
@@ -19,6 +22,9 @@ public struct BinGrid: Sendable, Equatable {
         self.upper = upper
         self.bins = bins
         scale = Double(bins) / (Double(upper) - Double(lower))
+        let single = Float(scale)
+        let isPowerOfTwo = single.isNormal && single.significandBitPattern == 0 && Double(single) == scale
+        exactSingleScale = lower == 0 && isPowerOfTwo && bins <= 1 << 22 ? single : nil
     }
 
     /// Adds one to `counts[bin]` for every element of `values`.
@@ -32,10 +38,22 @@ public struct BinGrid: Sendable, Equatable {
     /// Adds one to the count of each of the first `width` lanes of `values`.
     ///
     /// Four interleaved copies of the counters, so that runs of equal values (Ā piles up just below 1)
-    /// do not wait on the previous store to the same counter, made no measurable difference; nor did a
-    /// single-precision bin with a double-precision fallback near bin edges (slower: the kernel's
-    /// vectors were split in halves).
+    /// do not wait on the previous store to the same counter, made no measurable difference. On general
+    /// grids, a single-precision bin with a double-precision fallback near bin edges was slower.
     @_transparent func increment(_ counts: UnsafeMutablePointer<Int64>, lanes values: Lanes, width: Int) {
+        if let exactSingleScale {
+            // Products with a power of two round only on overflow (to +∞, the last bin either way) or
+            // in the subnormal range (positions below 1, bin 0 either way).
+            let last = Lanes(repeating: Float(bins - 1))
+            var position = values * exactSingleScale
+            position = position.replacing(with: 0, where: .!(position .>= 0))
+            position = position.replacing(with: last, where: position .> last)
+            // ⌊position⌋ + 2^23 holds the bin in its low mantissa bits (bins ≤ 2^22).
+            let biased = unsafeBitCast(position.rounded(.down) + 8_388_608, to: SIMD8<UInt32>.self)
+            let indices = biased & 0x7F_FFFF
+            for j in 0..<width { counts[Int(truncatingIfNeeded: indices[j])] &+= 1 }
+            return
+        }
         // Halves and widening written lane by lane: the generic `lowHalf` and `SIMD4<Double>(_:)` stayed
         // calls in the kernel (a tenth of the histogram pass).
         let low = binIndices(SIMD4(Double(values[0]), Double(values[1]), Double(values[2]), Double(values[3])))

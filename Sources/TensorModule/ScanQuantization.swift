@@ -190,21 +190,7 @@ public struct QuantityCounts: Sendable, Equatable {
 }
 
 /// The grids on which the scan's histogram pass counts Ā_t, B̄_t and h_t.
-public struct ScanBinning: Sendable, Equatable {
-    /// Ā_t = exp(Δ_t A).
-    public var discreteA: QuantityBinning
-    /// B̄_t = Δ_t B_t.
-    public var discreteB: QuantityBinning
-    /// h_t.
-    public var hiddenState: QuantityBinning
-
-    /// Binnings for the three quantities.
-    public init(discreteA: QuantityBinning, discreteB: QuantityBinning, hiddenState: QuantityBinning) {
-        self.discreteA = discreteA
-        self.discreteB = discreteB
-        self.hiddenState = hiddenState
-    }
-}
+public typealias ScanBinning = ScanQuantities<QuantityBinning>
 
 /// How one scan quantity is snapped at every time step.
 public enum ScanStepGrid: Sendable, Equatable {
@@ -220,18 +206,33 @@ public enum ScanStepGrid: Sendable, Equatable {
 
 /// Quantization applied inside the scan: Ā_t and B̄_t are snapped before the state update, h_t after
 /// it (the snapped h_t is what step t + 1 uses), exactly as a `ScanStepHook` that snaps them would.
-public struct ScanQuantization: Sendable, Equatable {
-    /// Ā_t = exp(Δ_t A).
-    public var discreteA: ScanStepGrid
-    /// B̄_t = Δ_t B_t.
-    public var discreteB: ScanStepGrid
-    /// h_t.
-    public var hiddenState: ScanStepGrid
+public typealias ScanQuantization = ScanQuantities<ScanStepGrid>
 
-    /// Grids for the three quantities.
-    public init(discreteA: ScanStepGrid, discreteB: ScanStepGrid, hiddenState: ScanStepGrid) {
+/// One value for each of the scan's internal quantities: how each is snapped, or counted.
+public struct ScanQuantities<Value> {
+    /// For Ā_t = exp(Δ_t A).
+    public var discreteA: Value
+    /// For B̄_t = Δ_t B_t.
+    public var discreteB: Value
+    /// For h_t.
+    public var hiddenState: Value
+
+    /// The values for the three quantities.
+    public init(discreteA: Value, discreteB: Value, hiddenState: Value) {
         self.discreteA = discreteA
         self.discreteB = discreteB
         self.hiddenState = hiddenState
     }
+
+    /// The value for `quantity`.
+    public subscript(quantity: ScanQuantity) -> Value {
+        switch quantity {
+        case .discreteA: discreteA
+        case .discreteB: discreteB
+        case .hiddenState: hiddenState
+        }
+    }
 }
+
+extension ScanQuantities: Sendable where Value: Sendable {}
+extension ScanQuantities: Equatable where Value: Equatable {}

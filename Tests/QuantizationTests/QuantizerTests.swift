@@ -225,20 +225,25 @@ struct HistogramTests {
         return position.isNaN ? 0 : Int(min(max(position, 0), Double(h.counts.count - 1)))
     }
 
-    @Test("vectorised binning equals the element-wise definition, edges, specials and tails included")
-    func binsMatchDefinition() {
-        var values = gaussian(4099, seed: 11).map { $0 * 3 }
-        values += [.nan, .infinity, -.infinity, -1e30, 1e30, 0, -0.0, .leastNonzeroMagnitude]
-        var h = Histogram(lower: -2, upper: 2.5, bins: 97)
+    /// A general grid, and grids from 0 with a power-of-two scale (64, as LtSQ's log distances, and ½),
+    /// which are binned in single precision.
+    @Test(
+        "vectorised binning equals the element-wise definition, edges, specials and tails included",
+        arguments: [(Float(-2), Float(2.5), 97), (0, 32, 2048), (0, 4096, 2048)])
+    func binsMatchDefinition(lower: Float, upper: Float, bins: Int) {
+        var values = gaussian(4099, seed: 11).map { $0 * 3 * upper }
+        values += [.nan, .infinity, -.infinity, -1e30, 1e30, 3e38, 0, -0.0, .leastNonzeroMagnitude]
+        values += [-.leastNonzeroMagnitude, .leastNormalMagnitude, Float.leastNormalMagnitude.nextDown]
+        var h = Histogram(lower: lower, upper: upper, bins: bins)
         // Exact bin edges, and their float neighbours, are where a rounding slip would show.
-        for i in 0...97 {
-            let edge = Float(-2 + Double(i) * h.binWidth)
+        for i in 0...bins {
+            let edge = Float(Double(lower) + Double(i) * h.binWidth)
             values += [edge, edge.nextUp, edge.nextDown]
         }
         for count in [values.count, 1, 2, 3, 5] {
-            h.counts = [Int64](repeating: 0, count: 97)
+            h.counts = [Int64](repeating: 0, count: bins)
             h.add(Array(values.prefix(count)))
-            var expected = [Int64](repeating: 0, count: 97)
+            var expected = [Int64](repeating: 0, count: bins)
             for v in values.prefix(count) { expected[definitionBin(v, h)] += 1 }
             #expect(h.counts == expected, "first \(count) values")
         }

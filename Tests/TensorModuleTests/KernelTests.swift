@@ -258,20 +258,15 @@ struct KernelTests {
             var counts: [ScanQuantity: QuantityCounts] = [:]
             init(binning: ScanBinning) {
                 self.binning = binning
-                for (quantity, grids) in [
-                    (ScanQuantity.discreteA, binning.discreteA), (.discreteB, binning.discreteB),
-                    (.hiddenState, binning.hiddenState),
-                ] {
+                for quantity in [ScanQuantity.discreteA, .discreteB, .hiddenState] {
+                    let grids = binning[quantity]
                     counts[quantity] = QuantityCounts(
                         counts: grids.grids.map { [Int64](repeating: 0, count: $0.bins) },
                         logDistanceCounts: grids.logDistance.map { [Int64](repeating: 0, count: $0.bins) })
                 }
             }
             func process(_ quantity: ScanQuantity, sequence: Int, timeStep: Int, values: inout [Float]) {
-                let quantityBinning = [
-                    ScanQuantity.discreteA: binning.discreteA, .discreteB: binning.discreteB,
-                    .hiddenState: binning.hiddenState,
-                ][quantity]!
+                let quantityBinning = binning[quantity]
                 let slot = quantityBinning.grids.count > 1 ? timeStep : 0
                 let values = values
                 values.withUnsafeBufferPointer { v in
