@@ -102,8 +102,8 @@ public enum SelectiveScan {
         }
         let operands = ScanOperands(x: x, delta: delta, a: a, b: b, c: c, d: d)
         let (y, (countedA, countedB, countedH)) = scanKernel(
-            operands, BinRecorder(binning.discreteA), BinRecorder(binning.discreteB),
-            BinRecorder(binning.hiddenState))
+            operands, BinRecorder(binning.discreteA, states: a.shape[1]),
+            BinRecorder(binning.discreteB, states: a.shape[1]), BinRecorder(binning.hiddenState, states: a.shape[1]))
         return (Tensor(shape: x.shape, scalars: y), countedA.counts, countedB.counts, countedH.counts)
     }
 
@@ -218,6 +218,8 @@ private protocol LaneSnap {
     mutating func enter(laneCount: Int)
     /// `values` belong to state `state` (0 ..< N) of the current channel group.
     mutating func snap(_ values: Lanes, state: Int) -> Lanes
+    /// Called after each channel group of a kernel that snaps (not after those of the fp32 scan).
+    mutating func leaveGroup()
     /// Called once the scan is done.
     mutating func finish()
     /// Whether `snap` returns its values unchanged and records nothing (fp32 scan).
@@ -227,6 +229,7 @@ private protocol LaneSnap {
 extension LaneSnap {
     static var isIdentity: Bool { false }
     @inline(__always) mutating func enter(laneCount: Int) {}
+    @inline(__always) mutating func leaveGroup() {}
     @inline(__always) mutating func finish() {}
 }
 
@@ -342,11 +345,18 @@ private struct BinRecorder: LaneSnap {
     /// Owns the counters, so that the copies the kernel makes of the recorder share them.
     private final class Counters {
         let storage: UnsafeMutablePointer<Int64>
-        init(count: Int) {
+        /// The current channel group's values, one register per state.
+        let pending: UnsafeMutablePointer<Lanes>
+        init(count: Int, states: Int) {
             storage = .allocate(capacity: count)
             storage.initialize(repeating: 0, count: count)
+            pending = .allocate(capacity: states)
+            pending.initialize(repeating: Lanes(repeating: 0), count: states)
         }
-        deinit { storage.deallocate() }
+        deinit {
+            storage.deallocate()
+            pending.deallocate()
+        }
     }
 
     private let binning: QuantityBinning
@@ -356,13 +366,15 @@ private struct BinRecorder: LaneSnap {
     private var gridCounts: UnsafeMutablePointer<Int64>
     private let logDistanceCounts: UnsafeMutablePointer<Int64>
     private var width = 8
+    private let states: Int
 
-    init(_ binning: QuantityBinning) {
+    init(_ binning: QuantityBinning, states: Int) {
         let bins = binning.grids[0].bins
         precondition(binning.grids.allSatisfy { $0.bins == bins })
         self.bins = bins
         self.binning = binning
-        counters = Counters(count: binning.grids.count * bins + (binning.logDistance?.bins ?? 0))
+        self.states = states
+        counters = Counters(count: binning.grids.count * bins + (binning.logDistance?.bins ?? 0), states: states)
         grid = binning.grids[0]
         gridCounts = counters.storage
         logDistanceCounts = counters.storage + binning.grids.count * bins
@@ -377,13 +389,19 @@ private struct BinRecorder: LaneSnap {
     @inline(__always) mutating func enter(laneCount: Int) { width = laneCount }
 
     @_transparent mutating func snap(_ values: Lanes, state: Int) -> Lanes {
-        grid.increment(gridCounts, lanes: values, width: width)
-        if let logGrid = binning.logDistance {
-            logGrid.increment(
-                logDistanceCounts, lanes: negatedBinaryLogarithmOfComplement(values, cappedAt: logGrid.upper),
-                width: width)
-        }
+        counters.pending[state] = values
         return values
+    }
+
+    /// Counts the group's values in short loops, after the scan's own: binned where they are made, each
+    /// state's values were one long chain (exp2, logarithm, bins) and the processor's reorder window
+    /// held too few of them to keep its units busy.
+    @inline(__always) mutating func leaveGroup() {
+        let pending = counters.pending
+        for k in 0..<states { grid.increment(gridCounts, lanes: pending[k], width: width) }
+        guard let logGrid = binning.logDistance else { return }
+        for k in 0..<states { pending[k] = negatedBinaryLogarithmOfComplement(pending[k], cappedAt: logGrid.upper) }
+        for k in 0..<states { logGrid.increment(logDistanceCounts, lanes: pending[k], width: width) }
     }
 
     /// The counts so far.
@@ -522,6 +540,9 @@ private func scanKernel<A: LaneSnap, B: LaneSnap, H: LaneSnap>(
                                                 acc = acc.addingProduct(h, Lanes(repeating: cRow[k]))
                                             }
                                             storePartial(acc, yp.baseAddress! + row + e, n)
+                                            snapA.leaveGroup()
+                                            snapB.leaveGroup()
+                                            snapH.leaveGroup()
                                         }
                                     }
                                 }
