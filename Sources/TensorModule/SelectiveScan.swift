@@ -51,11 +51,9 @@ public enum SelectiveScan {
         x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: [Float],
         quantization: ScanQuantization? = nil, hook: ScanStepHook? = nil
     ) -> Tensor {
-        precondition(x.rank == 3 && x.shape == delta.shape && a.rank == 2)
+        checkShapes(x: x, delta: delta, a: a, b: b, c: c, d: d)
         let (sequences, length, channels) = (x.shape[0], x.shape[1], x.shape[2])
         let states = a.shape[1]
-        precondition(a.shape[0] == channels && d.count == channels)
-        precondition(b.shape == [sequences, length, states] && c.shape == b.shape)
         if let hook {
             return stepwise(
                 x: x, delta: delta, a: a, b: b, c: c, d: d, hook: hook,
@@ -74,8 +72,7 @@ public enum SelectiveScan {
     public static func applyRecordingExtremes(
         x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: [Float]
     ) -> (y: Tensor, discreteA: ScanExtremes, discreteB: ScanExtremes, hiddenState: ScanExtremes) {
-        precondition(x.rank == 3 && x.shape == delta.shape && a.rank == 2 && a.shape[0] == x.shape[2])
-        precondition(d.count == x.shape[2] && b.shape == [x.shape[0], x.shape[1], a.shape[1]] && c.shape == b.shape)
+        checkShapes(x: x, delta: delta, a: a, b: b, c: c, d: d)
         let operands = ScanOperands(x: x, delta: delta, a: a, b: b, c: c, d: d)
         let states = a.shape[1]
         let lanes = UnsafeMutablePointer<Lanes>.allocate(capacity: 6 * states)
@@ -95,8 +92,7 @@ public enum SelectiveScan {
     public static func applyCountingBins(
         x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: [Float], binning: ScanBinning
     ) -> (y: Tensor, discreteA: QuantityCounts, discreteB: QuantityCounts, hiddenState: QuantityCounts) {
-        precondition(x.rank == 3 && x.shape == delta.shape && a.rank == 2 && a.shape[0] == x.shape[2])
-        precondition(d.count == x.shape[2] && b.shape == [x.shape[0], x.shape[1], a.shape[1]] && c.shape == b.shape)
+        checkShapes(x: x, delta: delta, a: a, b: b, c: c, d: d)
         for quantity in [binning.discreteA, binning.discreteB, binning.hiddenState] {
             precondition(quantity.grids.count == 1 || quantity.grids.count >= x.shape[1])
         }
@@ -105,6 +101,12 @@ public enum SelectiveScan {
             operands, BinRecorder(binning.discreteA, states: a.shape[1]),
             BinRecorder(binning.discreteB, states: a.shape[1]), BinRecorder(binning.hiddenState, states: a.shape[1]))
         return (Tensor(shape: x.shape, scalars: y), countedA.counts, countedB.counts, countedH.counts)
+    }
+
+    /// x and Δ [S, L, E], A [E, N], B and C [S, L, N], D [E]: the shapes every entry point requires.
+    private static func checkShapes(x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: [Float]) {
+        precondition(x.rank == 3 && x.shape == delta.shape && a.rank == 2 && a.shape[0] == x.shape[2])
+        precondition(d.count == x.shape[2] && b.shape == [x.shape[0], x.shape[1], a.shape[1]] && c.shape == b.shape)
     }
 
     /// The definitional scan with every Ā_t, B̄_t and h_t materialised and handed to `hook`.
