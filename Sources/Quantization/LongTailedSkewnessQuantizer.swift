@@ -35,8 +35,8 @@ public struct LongTailedSkewnessQuantizer: Equatable, Sendable {
     /// −log2(1 − Ā) of every Ā, the coordinate LtSQ rounds in (capped at `maximumLogDistance`; NaN
     /// stays NaN).
     ///
-    /// Calibration takes this of every Ā of every scan, so it is one vectorised pass: glibc's `log2f`
-    /// one value at a time was an eighth of a calibration profile.
+    /// Calibration's scan kernel counts these same values lane by lane, on the log-distance histogram
+    /// over [0, `maximumLogDistance`] (see `QuantityBinning.logDistance`).
     public static func logDistances(_ discreteA: [Float]) -> [Float] {
         negatedBinaryLogarithmsOfComplement(discreteA, cappedAt: maximumLogDistance)
     }
