@@ -95,6 +95,11 @@ public enum Activation {
                         grids.forward?.snap(outRow, count: rowWidth)
                         grids.backward?.snap(backwardRow, count: rowWidth)
                         let gateRow = z.baseAddress! + row / rowWidth * width + columns.lowerBound
+                        // The next step's z (a column range) and backward row (read in reverse time).
+                        if reversedRow >= rowWidth && row + rowWidth < p.count {
+                            prefetchForReading(gateRow + width, count: rowWidth)
+                            prefetchForReading(backwardRow - rowWidth, count: rowWidth)
+                        }
                         forEachLanes(count: rowWidth) { j, n in
                             let gate = TensorModule.silu(loadPartial(gateRow + j, n))
                             let forwardGated = loadPartial(outRow + j, n) * gate

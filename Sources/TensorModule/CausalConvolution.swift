@@ -48,6 +48,8 @@ public enum CausalConvolution {
                                     }
                                     let ys = y.baseAddress! + s * length * channels
                                     for t in 0..<length {
+                                        // The newest tap's row is read for the first time here.
+                                        if t + 1 < length { prefetchForReading(sourceRow(t + 1), count: channels) }
                                         if let inputGrid {
                                             let slot = ring.baseAddress! + t % taps * channels
                                             inputGrid.snap(sourceRow(t), count: channels, into: slot)

@@ -43,7 +43,7 @@ struct KernelTests {
         #expect(exponentialOfNonPositive(Lanes(repeating: .nan))[0].isNaN)
     }
 
-    @Test("2^x for x ≤ 0 is within 2 ulp of exp2 down to −126, clamps below, and keeps NaN")
+    @Test("2^x for x ≤ 0 is within 1.8e−7 of exp2 down to −126, clamps below, and keeps NaN")
     func binaryExponentialAccuracy() {
         var worst: Double = 0
         var x: Float = -126
@@ -61,7 +61,8 @@ struct KernelTests {
                 worst = max(worst, abs(Double(value) - reference) / reference)
             }
         }
-        #expect(worst < 2.5e-7, "worst relative error \(worst)")
+        // 1.7e−7 over every 13th float of r in [−½, ½] (where the error lies); 1.8e−7 is the documented bound.
+        #expect(worst < 1.8e-7, "worst relative error \(worst)")
         #expect(binaryExponentialOfNonPositive(Lanes(repeating: -200))[0] == Float.leastNormalMagnitude)
         #expect(binaryExponentialOfNonPositive(Lanes(repeating: 0))[0] == 1)
         #expect(binaryExponentialOfNonPositive(Lanes(repeating: -1))[0] == 0.5)
