@@ -95,7 +95,9 @@ public enum Activation {
                         grids.forward?.snap(outRow, count: rowWidth)
                         grids.backward?.snap(backwardRow, count: rowWidth)
                         let gateRow = z.baseAddress! + row / rowWidth * width + columns.lowerBound
-                        // The next step's z (a column range) and backward row (read in reverse time).
+                        // The next step's z (a column range) and backward row (read in reverse time); at
+                        // a sequence's last step the backward row is not the next one read, which costs
+                        // only a wasted hint.
                         if reversedRow >= rowWidth && row + rowWidth < p.count {
                             prefetchForReading(gateRow + width, count: rowWidth)
                             prefetchForReading(backwardRow - rowWidth, count: rowWidth)
