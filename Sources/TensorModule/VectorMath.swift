@@ -48,7 +48,7 @@ let binaryLogarithmOfE: Float = 1.442_695_04
 /// and k added to its exponent bits, read from x + 1.5·2^23, whose low mantissa bits hold k: with
 /// −126 ≤ k ≤ 0 and r ≥ 0 whenever k = −126 the result is a normal float, so the addition is exact.
 /// The scan runs one per state update and is bound by the multiply–add ports: the sixth-degree term
-/// (within 7.6e−8) made the fp32 scan 11 % slower, and k from the shifter (x + 1.5·2^23 − 1.5·2^23)
+/// (within 7.6e−8) made the fp32 scan 12 % slower, and k from the shifter (x + 1.5·2^23 − 1.5·2^23)
 /// put two more additions on each update's dependency chain than the rounding instruction does.
 ///
 /// A NaN input must be a NaN without payload (as `canonicalisingNaN` makes it): the exponent addition
