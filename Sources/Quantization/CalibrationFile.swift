@@ -1,4 +1,5 @@
 import Foundation
+import TensorModule
 import Vim
 
 /// The calibration file (`Q.json`): a versioned, canonical record of a fitted `QuantizationPlan` and
@@ -33,12 +34,16 @@ public struct CalibrationFile: Sendable {
         public var imageListSHA256: String
         /// The tool that wrote the file.
         public var tool: String
+        /// Which of the scan's Ā, B̄ and h values the histograms counted; written only when not every one.
+        public var scanSampling: ScanSampling
 
         /// Creates a provenance record.
         public init(
             checkpointName: String, checkpointSHA256: String, configuration: VimConfiguration, data: String,
-            imageCount: Int, seed: UInt64, imageListSHA256: String, tool: String
+            imageCount: Int, seed: UInt64, imageListSHA256: String, tool: String,
+            scanSampling: ScanSampling = .everyValue
         ) {
+            self.scanSampling = scanSampling
             self.checkpointName = checkpointName
             self.checkpointSHA256 = checkpointSHA256
             self.configuration = configuration
@@ -93,6 +98,13 @@ public struct CalibrationFile: Sendable {
                 "bits": .integer(quantization.bits), "scales": .array(quantization.scales.map { .float($0) }),
             ])
         }
+        var calibration: [String: CanonicalJSON] = [
+            "data": .string(provenance.data), "images": .integer(provenance.imageCount),
+            "seed": .string(String(provenance.seed)), "image_list_sha256": .string(provenance.imageListSHA256),
+        ]
+        if provenance.scanSampling != .everyValue {
+            calibration["scan_sampling"] = .integer(provenance.scanSampling.stride)
+        }
         let document: CanonicalJSON = .object([
             "format": .string(Self.formatName),
             "format_version": .integer(Self.formatVersion),
@@ -112,10 +124,7 @@ public struct CalibrationFile: Sendable {
                     "norm_epsilon": .float(c.normEpsilon),
                 ]),
             ]),
-            "calibration": .object([
-                "data": .string(provenance.data), "images": .integer(provenance.imageCount),
-                "seed": .string(String(provenance.seed)), "image_list_sha256": .string(provenance.imageListSHA256),
-            ]),
+            "calibration": .object(calibration),
             "method": .string(plan.method.name),
             "settings": .object([
                 "weight_bits": .integer(plan.settings.weightBits),
@@ -238,12 +247,18 @@ public struct CalibrationFile: Sendable {
         guard let seed = UInt64(try reader.string(calibration, "seed")) else {
             throw invalid("calibration.seed is not a number")
         }
+        let stride = calibration["scan_sampling"] == nil ? 1 : try reader.int(calibration, "scan_sampling")
+        guard ScanSampling.strides.contains(stride) else {
+            let strides = ScanSampling.strides.map(String.init).joined(separator: ", ")
+            throw invalid("calibration.scan_sampling must be one of \(strides)")
+        }
         provenance = Provenance(
             checkpointName: try reader.string(model, "checkpoint"),
             checkpointSHA256: try reader.string(model, "sha256"),
             configuration: configuration, data: try reader.string(calibration, "data"),
             imageCount: try reader.int(calibration, "images"), seed: seed,
-            imageListSHA256: try reader.string(calibration, "image_list_sha256"), tool: try reader.string(root, "tool"))
+            imageListSHA256: try reader.string(calibration, "image_list_sha256"), tool: try reader.string(root, "tool"),
+            scanSampling: ScanSampling(stride: stride))
     }
 
     /// Checks that the plan fits `configuration` and has one weight scale per output channel.

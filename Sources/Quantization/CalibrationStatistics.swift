@@ -36,6 +36,8 @@ public struct CalibrationStatistics: Sendable {
     public var points: [Point]
     /// Images that went through the model.
     public var imageCount: Int64 = 0
+    /// Which of the scan's Ā, B̄ and h values the histogram pass counts (ranges always cover every value).
+    public var scanSampling: ScanSampling = .everyValue
     let index: [ObservationPoint: Int]
 
     /// Empty range statistics for a model of `depth` blocks and `length` tokens.
@@ -179,7 +181,9 @@ public final class StatisticsObserver: ForwardHooks {
         func binning(_ site: ObservationPoint.Site) -> QuantityBinning {
             let i = statistics.index[ObservationPoint(layer: layer, direction: direction, site)]!
             let point = statistics.points[i]
-            return QuantityBinning(grids: point.histograms.map(\.grid), logDistance: point.logHistogram?.grid)
+            return QuantityBinning(
+                grids: point.histograms.map(\.grid), logDistance: point.logHistogram?.grid,
+                sampling: statistics.scanSampling)
         }
         return ScanBinning(
             discreteA: binning(.discreteA), discreteB: binning(.discreteB), hiddenState: binning(.hiddenState))
@@ -200,16 +204,33 @@ public final class StatisticsObserver: ForwardHooks {
 }
 
 extension CalibrationStatistics {
-    /// The statistics of `images` in this process: a range pass, then a histogram pass (what a
-    /// distributed calibration does with merges between and after the passes).
-    public static func observe(_ model: VimModel, on images: Tensor) throws -> CalibrationStatistics {
+    /// The statistics of `images` in this process: a range pass, then a histogram pass that counts the
+    /// scan's values `scanSampling` picks (what a distributed calibration does with merges between and
+    /// after the passes).
+    public static func observe(
+        _ model: VimModel, on images: Tensor, scanSampling: ScanSampling = .everyValue
+    ) throws -> CalibrationStatistics {
+        try observeRanges(model, on: images).observeHistograms(model, on: images, scanSampling: scanSampling)
+    }
+
+    /// The range pass over `images`: statistics with every point's extremes and no histograms.
+    public static func observeRanges(_ model: VimModel, on images: Tensor) throws -> CalibrationStatistics {
         let c = model.configuration
         let ranges = StatisticsObserver(
             statistics: CalibrationStatistics(depth: c.depth, length: c.tokenCount), pass: .ranges)
         _ = try model(images, hooks: ranges)
-        var statistics = ranges.statistics
+        return ranges.statistics
+    }
+
+    /// The histogram pass over `images` on grids built from these statistics' ranges, counting the scan's
+    /// values `scanSampling` picks.
+    public func observeHistograms(
+        _ model: VimModel, on images: Tensor, scanSampling: ScanSampling = .everyValue
+    ) throws -> CalibrationStatistics {
+        var statistics = self
         let flat = statistics.flatRanges
         statistics.startHistograms(minima: flat.minima, maxima: flat.maxima)
+        statistics.scanSampling = scanSampling
         let counts = StatisticsObserver(statistics: statistics, pass: .histograms)
         _ = try model(images, hooks: counts)
         counts.countImages(images.shape[0])

@@ -85,16 +85,17 @@ public enum SelectiveScan {
         return (Tensor(shape: x.shape, scalars: y), extremes(recordedA), extremes(recordedB), extremes(recordedH))
     }
 
-    /// The unquantized scan (as `apply`), also counting every Ā_t, B̄_t and h_t of the real channels
-    /// on the grids of `binning`: what calibration's histogram pass needs, found in the vectorised
-    /// kernel instead of over materialised steps. The counts are those `BinGrid.count` gives over the
-    /// values a `ScanStepHook` sees.
+    /// The unquantized scan (as `apply`), also counting the Ā_t, B̄_t and h_t of the real channels that
+    /// each quantity's `sampling` picks (every one by default) on the grids of `binning`: what
+    /// calibration's histogram pass needs, found in the vectorised kernel instead of over materialised
+    /// steps. The counts are those `BinGrid.count` gives over the picked values a `ScanStepHook` sees.
     public static func applyCountingBins(
         x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: [Float], binning: ScanBinning
     ) -> (y: Tensor, discreteA: QuantityCounts, discreteB: QuantityCounts, hiddenState: QuantityCounts) {
         checkShapes(x: x, delta: delta, a: a, b: b, c: c, d: d)
         for quantity in [binning.discreteA, binning.discreteB, binning.hiddenState] {
             precondition(quantity.grids.count == 1 || quantity.grids.count >= x.shape[1])
+            precondition(a.shape[1] % quantity.sampling.stride == 0)
         }
         let operands = ScanOperands(x: x, delta: delta, a: a, b: b, c: c, d: d)
         let (y, (countedA, countedB, countedH)) = scanKernel(
@@ -341,23 +342,33 @@ private struct ExtremesRecorder: LaneSnap {
     }
 }
 
-/// Leaves a quantity as it is and counts it on its grid (that of the current step, per step), and by
-/// its log distance below 1 when asked.
+/// Leaves a quantity as it is and counts the values its sampling picks on its grid (that of the current
+/// step, per step), and by their log distance below 1 when asked.
 private struct BinRecorder: LaneSnap {
     /// Owns the counters, so that the copies the kernel makes of the recorder share them.
     private final class Counters {
         let storage: UnsafeMutablePointer<Int64>
         /// The current channel group's values, one register per state.
         let pending: UnsafeMutablePointer<Lanes>
-        init(count: Int, states: Int) {
+        /// For a sampling stride K, `laneSelections[q]` holds the lanes j with (q + j) mod K = 0.
+        let laneSelections: UnsafeMutablePointer<SIMDMask<SIMD8<Int32>>>
+        let stride: Int
+        init(count: Int, states: Int, stride: Int) {
             storage = .allocate(capacity: count)
             storage.initialize(repeating: 0, count: count)
             pending = .allocate(capacity: states)
             pending.initialize(repeating: Lanes(repeating: 0), count: states)
+            self.stride = stride
+            laneSelections = .allocate(capacity: stride)
+            for q in 0..<stride {
+                let lanes = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) &+ Int32(q)
+                laneSelections[q] = lanes % Int32(stride) .== 0
+            }
         }
         deinit {
             storage.deallocate()
             pending.deallocate()
+            laneSelections.deallocate()
         }
     }
 
@@ -369,6 +380,8 @@ private struct BinRecorder: LaneSnap {
     private let logDistanceCounts: UnsafeMutablePointer<Int64>
     private var width = 8
     private let states: Int
+    private var step = 0
+    private var firstChannel = 0
 
     init(_ binning: QuantityBinning, states: Int) {
         let bins = binning.grids[0].bins
@@ -376,13 +389,17 @@ private struct BinRecorder: LaneSnap {
         self.bins = bins
         self.binning = binning
         self.states = states
-        counters = Counters(count: binning.grids.count * bins + (binning.logDistance?.bins ?? 0), states: states)
+        counters = Counters(
+            count: binning.grids.count * bins + (binning.logDistance?.bins ?? 0), states: states,
+            stride: binning.sampling.stride)
         grid = binning.grids[0]
         gridCounts = counters.storage
         logDistanceCounts = counters.storage + binning.grids.count * bins
     }
 
     @inline(__always) mutating func enter(step: Int) {
+        self.step = step
+        firstChannel = 0
         guard binning.grids.count > 1 else { return }
         grid = binning.grids[step]
         gridCounts = counters.storage + step * bins
@@ -398,12 +415,32 @@ private struct BinRecorder: LaneSnap {
     /// Counts the group's values in short loops, after the scan's own: binned where they are made, each
     /// state's values were one long chain (exp2, logarithm, bins) and the processor's reorder window
     /// held too few of them to keep its units busy.
+    ///
+    /// With a sampling stride K, each block of K states holds exactly one picked value per lane; the
+    /// blocks are first gathered into N / K registers (a blend per state), so that only those are binned.
     @inline(__always) mutating func leaveGroup() {
         let pending = counters.pending
-        for k in 0..<states { grid.increment(gridCounts, lanes: pending[k], width: width) }
+        let stride = counters.stride
+        var picked = states
+        if stride > 1 {
+            // K is a power of two: a mask instead of a division per state.
+            let residue = stride - 1
+            let base = (step + firstChannel) & residue
+            picked = states / stride
+            // Block m is read before register m (m ≤ m · K) is written, and later blocks lie beyond it.
+            for m in 0..<picked {
+                var values = pending[m * stride]
+                for r in 1..<stride {
+                    values.replace(with: pending[m * stride + r], where: counters.laneSelections[(base + r) & residue])
+                }
+                pending[m] = values
+            }
+        }
+        firstChannel += 8
+        for k in 0..<picked { grid.increment(gridCounts, lanes: pending[k], width: width) }
         guard let logGrid = binning.logDistance else { return }
-        for k in 0..<states { pending[k] = negatedBinaryLogarithmOfComplement(pending[k], cappedAt: logGrid.upper) }
-        for k in 0..<states { logGrid.increment(logDistanceCounts, lanes: pending[k], width: width) }
+        for k in 0..<picked { pending[k] = negatedBinaryLogarithmOfComplement(pending[k], cappedAt: logGrid.upper) }
+        for k in 0..<picked { logGrid.increment(logDistanceCounts, lanes: pending[k], width: width) }
     }
 
     /// The counts so far.

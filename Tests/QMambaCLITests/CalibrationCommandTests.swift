@@ -34,6 +34,36 @@ struct CalibrationCommandTests {
         #expect(text.contains(#""format": "qmamba-calibration""#) && text.contains(#""images": 24"#))
     }
 
+    @Test("sampled scan histograms: Q.json is byte-identical for 1 and 2 ranks, records the sampling, differs")
+    func sampledRankIndependent() throws {
+        let directory = Fixtures.temporaryDirectory()
+        let exact = try QMambaExecutable.run(calibrateArguments("\(directory)/exact.json"))
+        #expect(exact.status == 0, "\(exact.error)")
+        var files: [Data] = []
+        for ranks in 1...2 {
+            let output = "\(directory)/q\(ranks).json"
+            let arguments = calibrateArguments(output) + ["--scan-sampling", "4"]
+            guard let result = try QMambaExecutable.runMPI(ranks: ranks, arguments) else { return }
+            #expect(result.status == 0, "\(ranks) ranks: \(result.error)")
+            #expect(result.output.contains("histograms count 1 in 4 scan values"))
+            files.append(try Data(contentsOf: URL(fileURLWithPath: output)))
+        }
+        #expect(files[0] == files[1])
+        #expect(String(decoding: files[0], as: UTF8.self).contains(#""scan_sampling": 4"#))
+        let exactFile = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/exact.json"))
+        #expect(!String(decoding: exactFile, as: UTF8.self).contains("scan_sampling"))
+        #expect(exactFile != files[0])
+    }
+
+    @Test("a scan sampling the kernel cannot take is a usage error naming the choices")
+    func badScanSampling() throws {
+        let output = Fixtures.temporaryDirectory() + "/q.json"
+        let result = try QMambaExecutable.run(calibrateArguments(output) + ["--scan-sampling", "3"])
+        #expect(result.status == 64)
+        #expect(result.error.contains("scan-sampling") && result.error.contains("1, 2, 4, 8, 16"))
+        #expect(!FileManager.default.fileExists(atPath: output))
+    }
+
     @Test("a bad image is skipped with a warning, or ends a strict run on every rank with no Q.json")
     func badImage() throws {
         let data = Fixtures.temporaryDirectory() + "/data"

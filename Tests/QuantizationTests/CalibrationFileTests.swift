@@ -26,7 +26,7 @@ struct CalibrationFileTests {
             settings: QuantizationSettings(weightBits: 4, activationBits: 4))
         let provenance = CalibrationFile.Provenance(
             checkpointName: "vim_micro.pth", checkpointSHA256: "00", configuration: model.configuration, data: "inline",
-            imageCount: 4, seed: 0, imageListSHA256: "11", tool: "test")
+            imageCount: 4, seed: 0, imageListSHA256: "11", tool: "test", scanSampling: ScanSampling(stride: 8))
         let file = CalibrationFile(plan: plan, provenance: provenance)
         let path = Fixtures.temporaryDirectory() + "/q.json"
         try AtomicFile.write(file.encoded, to: path)
@@ -34,6 +34,13 @@ struct CalibrationFileTests {
         #expect(read.plan == plan)
         #expect(read.provenance == provenance)
         #expect(read.encoded == file.encoded)
+        let text = String(decoding: file.encoded, as: UTF8.self)
+        #expect(text.contains(#""scan_sampling": 8"#))
+        let unsupported = Data(text.replacingOccurrences(of: #""scan_sampling": 8"#, with: #""scan_sampling": 3"#).utf8)
+        try AtomicFile.write(unsupported, to: path)
+        #expect {
+            try CalibrationFile(contentsOf: path)
+        } throws: { "\($0)".contains(path) && "\($0)".contains("scan_sampling must be one of 1, 2, 4, 8, 16") }
     }
 
     @Test("statistics merged from shards equal the statistics of the whole set")

@@ -13,9 +13,11 @@ func randomTensor(_ shape: [Int], in range: ClosedRange<Float> = -1...1, seed: U
 /// 11 channels: one full lane block and a partial one.
 let scanSizes = (sequences: 2, length: 13, channels: 11, states: 5)
 
-/// Random scan inputs of `scanSizes`, with Δ > 0 and A < 0 as in a model.
-func scanInputs() -> (x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: [Float]) {
-    let (s, l, e, n) = scanSizes
+/// Random scan inputs of `scanSizes` (with `states` states), with Δ > 0 and A < 0 as in a model.
+func scanInputs(
+    states n: Int = scanSizes.states
+) -> (x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: [Float]) {
+    let (s, l, e) = (scanSizes.sequences, scanSizes.length, scanSizes.channels)
     return (
         randomTensor([s, l, e], seed: 1), randomTensor([s, l, e], in: 0.001...2, seed: 2),
         randomTensor([e, n], in: -8 ... -0.1, seed: 3), randomTensor([s, l, n], seed: 4),
@@ -236,10 +238,13 @@ struct KernelTests {
         #expect(recorded.hiddenState.minima.count == l)
     }
 
-    @Test("the scan's bin counts equal those of every materialised step, partial lane group included")
-    func scanBinCounts() {
+    @Test(
+        "the scan's bin counts equal those of the picked values of every materialised step, partial lane group included",
+        arguments: [(5, 1), (16, 1), (16, 2), (16, 8), (16, 16)])
+    func scanBinCounts(states: Int, stride: Int) {
         let l = scanSizes.length
-        let (x, delta, a, b, c, d) = scanInputs()
+        let sampling = ScanSampling(stride: stride)
+        let (x, delta, a, b, c, d) = scanInputs(states: states)
         let extremes = SelectiveScan.applyRecordingExtremes(x: x, delta: delta, a: a, b: b, c: c, d: d)
         // Grids a little narrower than the ranges, so that the first and last bins also take clamped values.
         func grids(_ e: ScanExtremes, bins: Int) -> [BinGrid] {
@@ -250,10 +255,11 @@ struct KernelTests {
         }
         let logGrid = BinGrid(lower: 0, upper: 32, bins: 2048)
         let binning = ScanBinning(
-            discreteA: QuantityBinning(grids: grids(extremes.discreteA, bins: 64), logDistance: logGrid),
-            discreteB: QuantityBinning(grids: grids(extremes.discreteB, bins: 64)),
-            hiddenState: QuantityBinning(grids: grids(extremes.hiddenState, bins: 16)))
-        /// Counts of the E×N values the step-by-step path hands out, through `BinGrid.count`.
+            discreteA: QuantityBinning(
+                grids: grids(extremes.discreteA, bins: 64), logDistance: logGrid, sampling: sampling),
+            discreteB: QuantityBinning(grids: grids(extremes.discreteB, bins: 64), sampling: sampling),
+            hiddenState: QuantityBinning(grids: grids(extremes.hiddenState, bins: 16), sampling: sampling))
+        /// Counts of the picked ones of the E×N values the step-by-step path hands out, through `BinGrid.count`.
         final class Counts: ScanStepHook {
             let binning: ScanBinning
             var counts: [ScanQuantity: QuantityCounts] = [:]
@@ -269,7 +275,11 @@ struct KernelTests {
             func process(_ quantity: ScanQuantity, sequence: Int, timeStep: Int, values: inout [Float]) {
                 let quantityBinning = binning[quantity]
                 let slot = quantityBinning.grids.count > 1 ? timeStep : 0
-                let values = values
+                let states = values.count / scanSizes.channels
+                let values = values.indices.filter {
+                    quantityBinning.sampling.counts(step: timeStep, channel: $0 / states, state: $0 % states)
+                }
+                .map { values[$0] }
                 values.withUnsafeBufferPointer { v in
                     counts[quantity]!.counts[slot].withUnsafeMutableBufferPointer {
                         quantityBinning.grids[slot].count(v, into: $0)
@@ -289,17 +299,19 @@ struct KernelTests {
         _ = SelectiveScan.apply(x: x, delta: delta, a: a, b: b, c: c, d: d, hook: reference)
         let counted = SelectiveScan.applyCountingBins(x: x, delta: delta, a: a, b: b, c: c, d: d, binning: binning)
         #expect(counted.y == SelectiveScan.apply(x: x, delta: delta, a: a, b: b, c: c, d: d))
-        let (s, e, n) = (scanSizes.sequences, scanSizes.channels, scanSizes.states)
+        let (s, e) = (scanSizes.sequences, scanSizes.channels)
+        // Every channel has states / stride of its values counted at every step.
+        let picked = Int64(s * l * e * states / stride)
         for (quantity, counts) in [
             (ScanQuantity.discreteA, counted.discreteA), (.discreteB, counted.discreteB),
             (.hiddenState, counted.hiddenState),
         ] {
             #expect(counts == reference.counts[quantity], "\(quantity)")
-            // Every update of the real channels was counted once, none of the padded lanes'.
+            // Every picked update of the real channels was counted once, none of the padded lanes'.
             let total = counts.counts.reduce(0) { $0 + $1.reduce(0, +) }
-            #expect(total == Int64(s * l * e * n), "\(quantity)")
+            #expect(total == picked, "\(quantity)")
         }
-        #expect(counted.discreteA.logDistanceCounts!.reduce(0, +) == Int64(s * l * e * n))
+        #expect(counted.discreteA.logDistanceCounts!.reduce(0, +) == picked)
         #expect(counted.hiddenState.counts.count == l)
     }
 

@@ -14,18 +14,20 @@ enum BenchCommand: Command {
         Runs in one process with one BLAS thread and reports per-core figures. Without --checkpoint the weights are
         random (drawn like the official initialisation) for the registered model named by --model. The quantized \
         pass uses --quant, or else a W4A4 qmamba plan fitted on the benchmark's own synthetic batch, whose two \
-        observer passes (ranges, histograms) are timed as the observer figure. With --image-folder it also times \
-        decoding plus the evaluation transform over every image in the folder.
+        observer passes (ranges, histograms) are timed as the observer figure, the histogram pass counting the scan \
+        values --scan-sampling picks. With --image-folder it also times decoding plus the evaluation transform over \
+        every image in the folder.
         """
-    static let options: [OptionSpec] = [
-        .value("model", "NAME", "registered model to time with random weights", default: "vim-t"),
-        .value("checkpoint", "FILE", "time this checkpoint's model instead"),
-        .value("batch", "N", "images per forward pass", default: "8"),
-        .value("repeat", "N", "timed forward passes (after one warm-up pass)", default: "3"),
-        .value("quant", "FILE", "time the quantized pass with this calibration file (default: fit W4A4 qmamba)"),
-        .value("image-folder", "DIR", "also time decode + transform over the images under DIR"),
-        .value("json", "FILE", "write the figures as JSON"),
-    ]
+    static let options: [OptionSpec] =
+        [
+            .value("model", "NAME", "registered model to time with random weights", default: "vim-t"),
+            .value("checkpoint", "FILE", "time this checkpoint's model instead"),
+            .value("batch", "N", "images per forward pass", default: "8"),
+            .value("repeat", "N", "timed forward passes (after one warm-up pass)", default: "3"),
+            .value("quant", "FILE", "time the quantized pass with this calibration file (default: fit W4A4 qmamba)"),
+            .value("image-folder", "DIR", "also time decode + transform over the images under DIR"),
+            .value("json", "FILE", "write the figures as JSON"),
+        ] + Calibration.specs
     static let usesCluster = false
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws {
@@ -78,10 +80,16 @@ enum BenchCommand: Command {
                 format: "sgemm %dx%dx%d: %.1f GFLOP/s; forward reaches %.0f%% of it", c.tokenCount, c.embedDimension,
                 2 * c.innerDimension, sgemm, 100 * achieved / sgemm))
 
-        let observeStart = DispatchTime.now().uptimeNanoseconds
-        let statistics = try CalibrationStatistics.observe(model, on: images)
-        let observeRate = Double(2 * batch) / (Double(DispatchTime.now().uptimeNanoseconds - observeStart) / 1e9)
+        let sampling = try Calibration.scanSampling(arguments, model: model)
+        let (ranges, rangeSeconds) = try timed { try CalibrationStatistics.observeRanges(model, on: images) }
+        let (statistics, histogramSeconds) = try timed {
+            try ranges.observeHistograms(model, on: images, scanSampling: sampling)
+        }
+        let observeRate = Double(2 * batch) / (rangeSeconds + histogramSeconds)
         figures["observe_images_per_s"] = observeRate
+        figures["observe_ranges_images_per_s"] = Double(batch) / rangeSeconds
+        figures["observe_histograms_images_per_s"] = Double(batch) / histogramSeconds
+        figures["scan_sampling"] = sampling.stride
         let plan =
             try arguments.string("quant").map { try CalibrationFile(contentsOf: $0).plan }
             ?? QuantizationPlan.fit(
@@ -99,8 +107,10 @@ enum BenchCommand: Command {
         out.line(
             String(
                 format:
-                    "calibration observers (range and histogram passes): %.2f images/s per pass, %.2f× the fp32 time",
-                observeRate, imagesPerSecond / observeRate))
+                    "calibration observers: %.2f images/s per pass, %.2f× the fp32 time (ranges %.2f×, histograms %.2f×%@)",
+                observeRate, imagesPerSecond / observeRate, imagesPerSecond * rangeSeconds / Double(batch),
+                imagesPerSecond * histogramSeconds / Double(batch),
+                sampling == .everyValue ? "" : ", 1 in \(sampling.stride) scan values counted"))
 
         if let folder = arguments.string("image-folder") {
             let dataset = try ImageDataset(imageFolder: folder)
@@ -127,9 +137,11 @@ enum BenchCommand: Command {
         }
     }
 
-    private static func seconds(_ body: () throws -> Void) throws -> Double {
+    private static func timed<Value>(_ body: () throws -> Value) throws -> (value: Value, seconds: Double) {
         let start = DispatchTime.now().uptimeNanoseconds
-        try body()
-        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let value = try body()
+        return (value, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
     }
+
+    private static func seconds(_ body: () throws -> Void) throws -> Double { try timed(body).seconds }
 }

@@ -27,7 +27,8 @@ enum CalibrateCommand: Command {
     static let options =
         ModelOptions.specs
         + DataOptions.specs(folderName: "data", help: "calibration images (ImageNet layout, or flat with --labels)")
-        + QuantizationOptions.specs + [.value("output", "FILE", "where to write the calibration file", required: true)]
+        + QuantizationOptions.specs + Calibration.specs
+        + [.value("output", "FILE", "where to write the calibration file", required: true)]
     static let usesCluster = true
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws {
@@ -135,6 +136,27 @@ enum QuantizationOptions {
 
 /// Distributed collection of calibration statistics.
 enum Calibration {
+    /// The options of statistics collection, shared by `calibrate` and `table`.
+    static let specs: [OptionSpec] = [
+        .value(
+            "scan-sampling", "K",
+            "count one in K of the scan's A_bar, B_bar and h values in the histogram pass (1, 2, 4, 8 or 16; "
+                + "ranges always see every value)", default: "1")
+    ]
+
+    /// The sampling of `--scan-sampling`, checked against the model's state size.
+    static func scanSampling(_ arguments: ParsedArguments, model: VimModel) throws -> ScanSampling {
+        let stride = try arguments.integer("scan-sampling")!
+        let states = model.configuration.stateSize
+        guard ScanSampling.strides.contains(stride), states % stride == 0 else {
+            let choices = ScanSampling.strides.filter { states % $0 == 0 }.map(String.init).joined(separator: ", ")
+            throw CommandLineError.invalidValue(
+                option: "scan-sampling", value: String(stride),
+                reason: "expected one of \(choices) (a power of two dividing the model's d_state, \(states))")
+        }
+        return ScanSampling(stride: stride)
+    }
+
     /// Merged statistics and what they were collected from.
     struct Collected {
         let statistics: CalibrationStatistics
@@ -149,7 +171,8 @@ enum Calibration {
                 checkpointName: (checkpoint as NSString).lastPathComponent,
                 checkpointSHA256: try SHA256.hexDigest(ofFile: checkpoint), configuration: model.configuration,
                 data: dataLocation, imageCount: Int(statistics.imageCount), seed: seed,
-                imageListSHA256: listHash.hexDigest(), tool: "qmamba \(QMambaCLI.version)")
+                imageListSHA256: listHash.hexDigest(), tool: "qmamba \(QMambaCLI.version)",
+                scanSampling: statistics.scanSampling)
         }
     }
 
@@ -158,13 +181,15 @@ enum Calibration {
         folderOption: String = "data"
     ) throws -> Collected {
         let dataset = try DataOptions.dataset(arguments, folderOption: folderOption, cluster: cluster)
+        let sampling = try scanSampling(arguments, model: model)
         let runner = ShardRunner(
             dataset: dataset, cluster: cluster, batchSize: try arguments.integer("batch-size")!,
             transform: try DataOptions.transform(arguments, model: model), strict: arguments.flag("strict"),
             console: console)
         console.line(
             "calibrating on \(dataset.samples.count) images, \(cluster.size) rank\(cluster.size == 1 ? "" : "s"), "
-                + "model D \(model.configuration.embedDimension) x \(model.configuration.depth) layers")
+                + "model D \(model.configuration.embedDimension) x \(model.configuration.depth) layers"
+                + (sampling == .everyValue ? "" : "; histograms count 1 in \(sampling.stride) scan values"))
         let ranges = StatisticsObserver(
             statistics: CalibrationStatistics(depth: model.configuration.depth, length: model.configuration.tokenCount),
             pass: .ranges)
@@ -174,6 +199,7 @@ enum Calibration {
         cluster.allReduce(&maxima, .maximum)
         var statistics = ranges.statistics
         statistics.startHistograms(minima: minima, maxima: maxima)
+        statistics.scanSampling = sampling
         let counts = StatisticsObserver(statistics: statistics, pass: .histograms)
         let skipped = try runner.run(label: "pass 2/2 (histograms)") { batch in
             _ = try model(batch.images, hooks: counts)

@@ -25,7 +25,7 @@ enum TableCommand: Command {
             .value("methods", "LIST", "methods", default: "minmax,percentile,mse,mse+ltsq,mse+tgq,qmamba"),
             .value("output", "PREFIX", "write PREFIX.md and PREFIX.json", required: true),
             .value("save-calibrations", "DIR", "also write each cell's Q.json into DIR"),
-        ] + QuantizationOptions.parameterSpecs
+        ] + QuantizationOptions.parameterSpecs + Calibration.specs
     static let usesCluster = true
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws {
