@@ -1,8 +1,13 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-/// Numeric targets are compiled optimised even in debug builds: SIMD code is ~1000x slower at -Onone,
-/// and without AVX2/FMA every `addingProduct` becomes a libm call (Docs/ARCHITECTURE.md).
+/// Every Swift target is compiled for AVX2 + FMA: the calling convention depends on the target's vector
+/// features, so a module built without them can disagree with one built with them on how a value is
+/// returned. (A test target without them read `ForwardHooks.scanBinning`'s Optional result from the wrong
+/// place and overwrote its own return address.) Without them every `addingProduct` becomes a libm call.
+let targetSettings: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-mavx2", "-Xcc", "-mfma"])]
+/// Numeric targets are also compiled optimised in debug builds: SIMD code is ~1000x slower at -Onone
+/// (Docs/ARCHITECTURE.md).
 let kernelSettings: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-Xcc", "-mavx2", "-Xcc", "-mfma"])]
 
 let package = Package(
@@ -42,7 +47,7 @@ let package = Package(
         .target(name: "Vim", dependencies: ["TensorModule", "Checkpoint"], swiftSettings: kernelSettings),
         .target(
             name: "Quantization", dependencies: ["TensorModule", "Checkpoint", "Vim"], swiftSettings: kernelSettings),
-        .target(name: "Cluster", dependencies: ["CMPI"]),
+        .target(name: "Cluster", dependencies: ["CMPI"], swiftSettings: targetSettings),
         .target(
             name: "ImageData", dependencies: ["TensorModule", "CTurboJPEG", "CPNG", "CZlib"],
             swiftSettings: kernelSettings),
@@ -50,18 +55,28 @@ let package = Package(
         // MARK: - Command line
         .target(
             name: "QMambaCLI",
-            dependencies: ["TensorModule", "Checkpoint", "Vim", "Quantization", "Cluster", "ImageData", "CMalloc"]),
-        .executableTarget(name: "qmamba", dependencies: ["QMambaCLI"]),
+            dependencies: ["TensorModule", "Checkpoint", "Vim", "Quantization", "Cluster", "ImageData", "CMalloc"],
+            swiftSettings: targetSettings),
+        .executableTarget(name: "qmamba", dependencies: ["QMambaCLI"], swiftSettings: targetSettings),
 
         // MARK: - Tests
-        .target(name: "TestSupport", dependencies: ["TensorModule", "Checkpoint", "CZlib"], path: "Tests/TestSupport"),
-        .testTarget(name: "TensorModuleTests", dependencies: ["TensorModule", "TestSupport"]),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "TestSupport"]),
-        .testTarget(name: "VimTests", dependencies: ["Vim", "Checkpoint", "TestSupport"]),
-        .testTarget(name: "ImageDataTests", dependencies: ["ImageData", "TestSupport"]),
-        .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "Vim", "Checkpoint", "TestSupport"]),
+        .target(
+            name: "TestSupport", dependencies: ["TensorModule", "Checkpoint", "CZlib"], path: "Tests/TestSupport",
+            swiftSettings: targetSettings),
         .testTarget(
-            name: "QMambaCLITests", dependencies: ["TestSupport", "Checkpoint", "TensorModule", "Quantization", "Vim"]),
+            name: "TensorModuleTests", dependencies: ["TensorModule", "TestSupport"], swiftSettings: targetSettings),
+        .testTarget(
+            name: "CheckpointTests", dependencies: ["Checkpoint", "TestSupport"], swiftSettings: targetSettings),
+        .testTarget(
+            name: "VimTests", dependencies: ["Vim", "Checkpoint", "TestSupport"], swiftSettings: targetSettings),
+        .testTarget(
+            name: "ImageDataTests", dependencies: ["ImageData", "TestSupport"], swiftSettings: targetSettings),
+        .testTarget(
+            name: "QuantizationTests", dependencies: ["Quantization", "Vim", "Checkpoint", "TestSupport"],
+            swiftSettings: targetSettings),
+        .testTarget(
+            name: "QMambaCLITests", dependencies: ["TestSupport", "Checkpoint", "TensorModule", "Quantization", "Vim"],
+            swiftSettings: targetSettings),
     ],
     swiftLanguageModes: [.v5]
 )

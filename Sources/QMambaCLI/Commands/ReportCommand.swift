@@ -25,7 +25,7 @@ enum ReportCommand: Command {
             .value("layers", "LIST", "blocks to draw, comma-separated (default: first, middle, last)"),
             .value("methods", "LIST", "methods to compare by SQNR", default: "minmax,mse,mse+ltsq,mse+tgq,qmamba"),
             .value("table", "FILE", "accuracy table to include (the .json written by 'qmamba table')"),
-        ]
+        ] + Calibration.specs
     static let usesCluster = true
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws {
