@@ -74,13 +74,8 @@ public enum SelectiveScan {
     ) -> (y: Tensor, discreteA: ScanExtremes, discreteB: ScanExtremes, hiddenState: ScanExtremes) {
         checkShapes(x: x, delta: delta, a: a, b: b, c: c, d: d)
         let operands = ScanOperands(x: x, delta: delta, a: a, b: b, c: c, d: d)
-        let states = a.shape[1]
-        let lanes = UnsafeMutablePointer<Lanes>.allocate(capacity: 6 * states)
-        defer { lanes.deallocate() }
         let (y, (recordedA, recordedB, recordedH)) = scanKernel(
-            operands, ExtremesRecorder(slots: 1, states: states, lanes: lanes),
-            ExtremesRecorder(slots: 1, states: states, lanes: lanes + 2 * states),
-            ExtremesRecorder(slots: x.shape[1], states: states, lanes: lanes + 4 * states))
+            operands, ExtremesRecorder(slots: 1), ExtremesRecorder(slots: 1), ExtremesRecorder(slots: x.shape[1]))
         func extremes(_ r: ExtremesRecorder) -> ScanExtremes { ScanExtremes(minima: r.minima, maxima: r.maxima) }
         return (Tensor(shape: x.shape, scalars: y), extremes(recordedA), extremes(recordedB), extremes(recordedH))
     }
@@ -209,43 +204,59 @@ private struct ScanOperands {
     }
 }
 
-/// What the kernel does with one quantity, eight channels at a time: snap it to a grid, leave it, or
-/// record its extremes; `enter` is called at each time step and before each channel group.
+/// What the kernel does with one quantity, eight channels at a time: snap it to a grid, or leave it
+/// and observe it (record its extremes or its bins, or nothing). `enter` is called at each time step and
+/// before each channel group, `snap` at each state, `leaveGroup` after each group.
+///
+/// `snap` may gather what it observes of a group's states in a `GroupRecord`, which the kernel keeps
+/// as a local variable, and so in registers, until `leaveGroup` takes it. Observers that kept their
+/// running extremes in their own storage instead made every state's update wait on memory.
 ///
 /// The snaps are `@_transparent`: `@inline(__always)` left LtSQ's out of line in the specialised
 /// kernel (a call per state update, with the SIMD8 argument split across two registers), which cost
 /// a fifth of the quantized pass.
 private protocol LaneSnap {
+    /// What `snap` gathers over one channel group's states.
+    associatedtype GroupRecord = Void
+    /// Whether `snap` returns its values unchanged. When all three quantities' snaps do, the kernel
+    /// runs its fused loop.
+    static var isObserver: Bool { get }
     mutating func enter(step: Int)
     /// Called before each channel group with its number of real channels (8 but for a last partial group).
     mutating func enter(laneCount: Int)
+    /// The record a channel group starts with.
+    func startGroup() -> GroupRecord
     /// `values` belong to state `state` (0 ..< N) of the current channel group.
-    mutating func snap(_ values: Lanes, state: Int) -> Lanes
-    /// Called after each channel group of a kernel that snaps (not after those of the fp32 scan).
-    mutating func leaveGroup()
+    mutating func snap(_ values: Lanes, state: Int, recording record: inout GroupRecord) -> Lanes
+    /// Called after each channel group with what `snap` recorded in it.
+    mutating func leaveGroup(_ record: GroupRecord)
     /// Called once the scan is done.
     mutating func finish()
-    /// Whether `snap` returns its values unchanged and records nothing (fp32 scan).
-    static var isIdentity: Bool { get }
 }
 
 extension LaneSnap {
-    static var isIdentity: Bool { false }
+    static var isObserver: Bool { false }
     @inline(__always) mutating func enter(laneCount: Int) {}
-    @inline(__always) mutating func leaveGroup() {}
+    @inline(__always) mutating func leaveGroup(_ record: GroupRecord) {}
     @inline(__always) mutating func finish() {}
 }
 
+extension LaneSnap where GroupRecord == Void {
+    @inline(__always) func startGroup() {}
+}
+
 private struct Unquantized: LaneSnap {
-    static var isIdentity: Bool { true }
+    static var isObserver: Bool { true }
     @inline(__always) mutating func enter(step: Int) {}
-    @inline(__always) mutating func snap(_ values: Lanes, state: Int) -> Lanes { values }
+    @inline(__always) mutating func snap(_ values: Lanes, state: Int, recording: inout Void) -> Lanes { values }
 }
 
 private struct UniformSnap: LaneSnap {
     let grid: UniformGrid
     @inline(__always) mutating func enter(step: Int) {}
-    @_transparent mutating func snap(_ values: Lanes, state: Int) -> Lanes { grid.snap(values) }
+    @_transparent mutating func snap(_ values: Lanes, state: Int, recording: inout Void) -> Lanes {
+        grid.snap(values)
+    }
 }
 
 /// LtSQ's grid on 2^−q directly, in floating point only (SIMD integer selects compile to per-lane
@@ -266,7 +277,7 @@ private struct LogarithmicSnap: LaneSnap {
 
     @inline(__always) mutating func enter(step: Int) {}
 
-    @_transparent mutating func snap(_ discreteA: Lanes, state: Int) -> Lanes {
+    @_transparent mutating func snap(_ discreteA: Lanes, state: Int, recording: inout Void) -> Lanes {
         let gap = 1 - discreteA
         let octave = unsafeBitCast(unsafeBitCast(gap, to: SIMD8<UInt32>.self) & 0x7F80_0000, to: Lanes.self)
         var power = octave * inverseOffsetPower
@@ -283,36 +294,33 @@ private struct PerStepSnap: LaneSnap {
     let grids: [UniformGrid]
     var current: UniformGrid
     @inline(__always) mutating func enter(step: Int) { current = grids[step] }
-    @_transparent mutating func snap(_ values: Lanes, state: Int) -> Lanes { current.snap(values) }
+    @_transparent mutating func snap(_ values: Lanes, state: Int, recording: inout Void) -> Lanes {
+        current.snap(values)
+    }
 }
 
 /// Leaves a quantity as it is and records its extremes, NaN ignored: over everything, or per time
 /// step.
 ///
-/// Each state has its own eight-lane extremes (in `lanes`, owned by the caller), so successive
-/// updates do not wait on each other; they are reduced into `minima` and `maxima` when the step
-/// changes and at the end.
+/// A channel group's extremes over its states stay in registers (the `GroupRecord`) and are merged
+/// into eight-lane running extremes after the group, the lanes of a partial group's made-up channels
+/// left out; those are reduced into `minima` and `maxima` when the step changes and at the end.
 private struct ExtremesRecorder: LaneSnap {
+    typealias GroupRecord = (lowest: Lanes, highest: Lanes)
+    static var isObserver: Bool { true }
     var minima: [Float]
     var maxima: [Float]
-    /// Per state, the lowest then the highest lanes: 2 · N registers.
-    private let lanes: UnsafeMutablePointer<Lanes>
-    private let states: Int
+    private var lowest = Lanes(repeating: .infinity)
+    private var highest = Lanes(repeating: -.infinity)
     private let perStep: Bool
     private var slot = 0
     /// Lanes past the last real channel of a partial group carry made-up values.
     private var real = Lanes(repeating: 0) .== 0
 
-    init(slots: Int, states: Int, lanes: UnsafeMutablePointer<Lanes>) {
+    init(slots: Int) {
         perStep = slots > 1
         minima = [Float](repeating: .infinity, count: slots)
         maxima = [Float](repeating: -.infinity, count: slots)
-        self.states = states
-        self.lanes = lanes
-        for k in 0..<states {
-            lanes[2 * k] = Lanes(repeating: .infinity)
-            lanes[2 * k + 1] = Lanes(repeating: -.infinity)
-        }
     }
 
     @inline(__always) mutating func enter(step: Int) {
@@ -325,26 +333,31 @@ private struct ExtremesRecorder: LaneSnap {
         real = Lanes(0, 1, 2, 3, 4, 5, 6, 7) .< Lanes(repeating: Float(laneCount))
     }
 
-    @_transparent mutating func snap(_ values: Lanes, state: Int) -> Lanes {
-        let (low, high) = (lanes[2 * state], lanes[2 * state + 1])
-        lanes[2 * state] = low.replacing(with: values, where: (values .< low) .& real)
-        lanes[2 * state + 1] = high.replacing(with: values, where: (values .> high) .& real)
+    @inline(__always) func startGroup() -> GroupRecord { (Lanes(repeating: .infinity), Lanes(repeating: -.infinity)) }
+
+    @_transparent mutating func snap(_ values: Lanes, state: Int, recording record: inout GroupRecord) -> Lanes {
+        record.lowest.replace(with: values, where: values .< record.lowest)
+        record.highest.replace(with: values, where: values .> record.highest)
         return values
     }
 
+    @inline(__always) mutating func leaveGroup(_ record: GroupRecord) {
+        lowest.replace(with: record.lowest, where: (record.lowest .< lowest) .& real)
+        highest.replace(with: record.highest, where: (record.highest .> highest) .& real)
+    }
+
     @inline(__always) mutating func finish() {
-        for k in 0..<states {
-            minima[slot] = Swift.min(minima[slot], lanes[2 * k].min())
-            maxima[slot] = Swift.max(maxima[slot], lanes[2 * k + 1].max())
-            lanes[2 * k] = Lanes(repeating: .infinity)
-            lanes[2 * k + 1] = Lanes(repeating: -.infinity)
-        }
+        minima[slot] = Swift.min(minima[slot], lowest.min())
+        maxima[slot] = Swift.max(maxima[slot], highest.max())
+        lowest = Lanes(repeating: .infinity)
+        highest = Lanes(repeating: -.infinity)
     }
 }
 
 /// Leaves a quantity as it is and counts the values its sampling picks on its grid (that of the current
 /// step, per step), and by their log distance below 1 when asked.
 private struct BinRecorder: LaneSnap {
+    static var isObserver: Bool { true }
     /// Owns the counters, so that the copies the kernel makes of the recorder share them.
     private final class Counters {
         let storage: UnsafeMutablePointer<Int64>
@@ -407,18 +420,19 @@ private struct BinRecorder: LaneSnap {
 
     @inline(__always) mutating func enter(laneCount: Int) { width = laneCount }
 
-    @_transparent mutating func snap(_ values: Lanes, state: Int) -> Lanes {
+    @_transparent mutating func snap(_ values: Lanes, state: Int, recording: inout Void) -> Lanes {
         counters.pending[state] = values
         return values
     }
 
     /// Counts the group's values in short loops, after the scan's own: binned where they are made, each
     /// state's values were one long chain (exp2, logarithm, bins) and the processor's reorder window
-    /// held too few of them to keep its units busy.
+    /// held too few of them to keep its units busy. (The values themselves stay in memory: eight
+    /// registers per quantity would not fit beside the scan's.)
     ///
     /// With a sampling stride K, each block of K states holds exactly one picked value per lane; the
     /// blocks are first gathered into N / K registers (a blend per state), so that only those are binned.
-    @inline(__always) mutating func leaveGroup() {
+    @inline(__always) mutating func leaveGroup(_ record: Void) {
         let pending = counters.pending
         let stride = counters.stride
         var picked = states
@@ -505,8 +519,10 @@ private struct SnapHidden<A: LaneSnap, B: LaneSnap>: SnapConsumer {
 /// was slower still.) Within a group and with snaps, Ā_t of every state is computed first, then
 /// B̄_t x_t, and the state updates after: one snapped update is a long chain of dependent operations,
 /// and the processor's reorder window overlaps more of these shorter loops than of one fused loop
-/// (the fused loop made the W4A4 pass 9 % slower). Without snaps the fused loop is faster, as it
-/// keeps Ā_t and B̄_t x_t in registers (fp32 scan ≈ 5 % faster); both do the same arithmetic.
+/// (the fused loop made the W4A4 pass 9 % slower). When every quantity is only observed (the fp32
+/// scan, and calibration's recording passes) the fused loop is faster, as it keeps Ā_t and B̄_t x_t in
+/// registers (fp32 scan ≈ 5 % faster), and the range pass with it went from 1.4–1.8× to 1.1–1.2× the
+/// fp32 time; both loops do the same arithmetic.
 private func scanKernel<A: LaneSnap, B: LaneSnap, H: LaneSnap>(
     _ operands: ScanOperands, _ snapA: A, _ snapB: B, _ snapH: H
 ) -> (y: [Float], snaps: (A, B, H)) {
@@ -544,44 +560,52 @@ private func scanKernel<A: LaneSnap, B: LaneSnap, H: LaneSnap>(
                                             snapA.enter(laneCount: n)
                                             snapB.enter(laneCount: n)
                                             snapH.enter(laneCount: n)
+                                            var (recordA, recordB, recordH) = (
+                                                snapA.startGroup(), snapB.startGroup(), snapH.startGroup()
+                                            )
                                             let g = e / 8
                                             let dt = canonicalisingNaN(loadPartial(dp.baseAddress! + row + e, n))
                                             let u = loadPartial(xp.baseAddress! + row + e, n)
                                             let rateGroup = ap.baseAddress! + g * states * 8
                                             let hGroup = hidden + g * states
-                                            if A.isIdentity && B.isIdentity && H.isIdentity {
-                                                var acc = skip[g] * u
+                                            var acc = skip[g] * u
+                                            if A.isObserver && B.isObserver && H.isObserver {
                                                 for k in 0..<states {
-                                                    let a = binaryExponentialOfNonPositive(
-                                                        dt * loadLanes(rateGroup + k * 8))
-                                                    let h = ((dt * bRow[k]) * u).addingProduct(a, hGroup[k])
+                                                    let a = snapA.snap(
+                                                        binaryExponentialOfNonPositive(
+                                                            dt * loadLanes(rateGroup + k * 8)),
+                                                        state: k, recording: &recordA)
+                                                    let discreteB = snapB.snap(
+                                                        dt * bRow[k], state: k, recording: &recordB)
+                                                    let h = snapH.snap(
+                                                        (discreteB * u).addingProduct(a, hGroup[k]), state: k,
+                                                        recording: &recordH)
                                                     hGroup[k] = h
                                                     acc = acc.addingProduct(h, Lanes(repeating: cRow[k]))
                                                 }
-                                                storePartial(acc, yp.baseAddress! + row + e, n)
-                                                return
-                                            }
-                                            for k in 0..<states {
-                                                discreteA[k] = snapA.snap(
-                                                    binaryExponentialOfNonPositive(
-                                                        dt * loadLanes(rateGroup + k * 8)),
-                                                    state: k)
-                                            }
-                                            for k in 0..<states {
-                                                discreteBInput[k] = snapB.snap(dt * bRow[k], state: k) * u
-                                            }
-                                            var acc = skip[g] * u
-                                            for k in 0..<states {
-                                                let h = snapH.snap(
-                                                    discreteBInput[k].addingProduct(discreteA[k], hGroup[k]),
-                                                    state: k)
-                                                hGroup[k] = h
-                                                acc = acc.addingProduct(h, Lanes(repeating: cRow[k]))
+                                            } else {
+                                                for k in 0..<states {
+                                                    discreteA[k] = snapA.snap(
+                                                        binaryExponentialOfNonPositive(
+                                                            dt * loadLanes(rateGroup + k * 8)),
+                                                        state: k, recording: &recordA)
+                                                }
+                                                for k in 0..<states {
+                                                    discreteBInput[k] =
+                                                        snapB.snap(dt * bRow[k], state: k, recording: &recordB) * u
+                                                }
+                                                for k in 0..<states {
+                                                    let h = snapH.snap(
+                                                        discreteBInput[k].addingProduct(discreteA[k], hGroup[k]),
+                                                        state: k, recording: &recordH)
+                                                    hGroup[k] = h
+                                                    acc = acc.addingProduct(h, Lanes(repeating: cRow[k]))
+                                                }
                                             }
                                             storePartial(acc, yp.baseAddress! + row + e, n)
-                                            snapA.leaveGroup()
-                                            snapB.leaveGroup()
-                                            snapH.leaveGroup()
+                                            snapA.leaveGroup(recordA)
+                                            snapB.leaveGroup(recordB)
+                                            snapH.leaveGroup(recordH)
                                         }
                                     }
                                 }
