@@ -87,7 +87,8 @@ enum TableCommand: Command {
             methods: methods.map(\.name), settings: settings.map(\.name), fp32: fp32, cells: cells,
             checkpoint: (checkpoint as NSString).lastPathComponent,
             calibrationImages: Int(calibration.statistics.imageCount),
-            validationImages: fp32.images, ranks: cluster.size, seconds: Date().timeIntervalSince(started))
+            validationImages: fp32.images, ranks: cluster.size, seconds: Date().timeIntervalSince(started),
+            scanSampling: calibration.statistics.scanSampling.stride)
         try AtomicFile.write(Data(table.markdown.utf8), to: prefix + ".md")
         try AtomicFile.write(Data(table.json.text.utf8), to: prefix + ".json")
         out.event("result", ["table": table.json])
@@ -108,12 +109,15 @@ struct ResultTable {
     let validationImages: Int
     let ranks: Int
     let seconds: Double
+    /// One in this many of the scan's values went into the histograms (1: every value).
+    let scanSampling: Int
 
     var markdown: String {
         func cell(_ r: Evaluation.Result) -> String { String(format: "%.2f (%.2f)", r.top1Percent, r.top5Percent) }
         var lines = [
             "Top-1 (top-5) accuracy in %, \(checkpoint), \(calibrationImages) calibration and \(validationImages) "
-                + "validation images, \(ranks) rank\(ranks == 1 ? "" : "s"), \(String(format: "%.0f", seconds)) s.",
+                + "validation images, \(ranks) rank\(ranks == 1 ? "" : "s"), \(String(format: "%.0f", seconds)) s."
+                + (scanSampling == 1 ? "" : " Histograms counted 1 in \(scanSampling) of the scan's values."),
             "",
             "| method | " + settings.joined(separator: " | ") + " |",
             "|---|" + settings.map { _ in "---|" }.joined(),
@@ -143,7 +147,8 @@ struct ResultTable {
         return .object([
             "tool": .string("qmamba \(QMambaCLI.version)"), "checkpoint": .string(checkpoint),
             "calibration_images": .integer(calibrationImages), "validation_images": .integer(validationImages),
-            "ranks": .integer(ranks), "seconds": .double(seconds), "methods": .array(methods.map { .string($0) }),
+            "ranks": .integer(ranks), "seconds": .double(seconds), "scan_sampling": .integer(scanSampling),
+            "methods": .array(methods.map { .string($0) }),
             "settings": .array(settings.map { .string($0) }), "fp32": entry(fp32), "results": .object(rows),
         ])
     }
