@@ -136,7 +136,7 @@ enum QuantizationOptions {
 
 /// Distributed collection of calibration statistics.
 enum Calibration {
-    /// The options of statistics collection, shared by `calibrate` and `table`.
+    /// The options of statistics collection, shared by `calibrate`, `table`, `report` and `bench`.
     static let specs: [OptionSpec] = [
         .value(
             "scan-sampling", "K",
