@@ -5,10 +5,11 @@ import PackageDescription
 /// features, so a module built without them can disagree with one built with them on how a value is
 /// returned. (A test target without them read `ForwardHooks.scanBinning`'s Optional result from the wrong
 /// place and overwrote its own return address.) Without them every `addingProduct` becomes a libm call.
-let targetSettings: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-mavx2", "-Xcc", "-mfma"])]
+let vectorFeatures = ["-Xcc", "-mavx2", "-Xcc", "-mfma"]
+let targetSettings: [SwiftSetting] = [.unsafeFlags(vectorFeatures)]
 /// Numeric targets are also compiled optimised in debug builds: SIMD code is ~1000x slower at -Onone
 /// (Docs/ARCHITECTURE.md).
-let kernelSettings: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-Xcc", "-mavx2", "-Xcc", "-mfma"])]
+let kernelSettings: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"] + vectorFeatures)]
 
 let package = Package(
     name: "qmamba",

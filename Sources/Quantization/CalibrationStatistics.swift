@@ -37,7 +37,7 @@ public struct CalibrationStatistics: Sendable {
     /// Images that went through the model.
     public var imageCount: Int64 = 0
     /// Which of the scan's Ā, B̄ and h values the histogram pass counts (ranges always cover every value).
-    public var scanSampling: ScanSampling = .everyValue
+    public private(set) var scanSampling: ScanSampling = .everyValue
     let index: [ObservationPoint: Int]
 
     /// Empty range statistics for a model of `depth` blocks and `length` tokens.
@@ -72,8 +72,11 @@ public struct CalibrationStatistics: Sendable {
     }
 
     /// Replaces the ranges by merged ones (the layout of `flatRanges`) and prepares empty histograms on
-    /// them.
-    public mutating func startHistograms(minima: [Double], maxima: [Double]) {
+    /// them, which will count the scan's values `scanSampling` picks.
+    public mutating func startHistograms(
+        minima: [Double], maxima: [Double], scanSampling: ScanSampling = .everyValue
+    ) {
+        self.scanSampling = scanSampling
         var offset = 0
         for i in points.indices {
             let n = points[i].minimum.count
@@ -229,8 +232,7 @@ extension CalibrationStatistics {
     ) throws -> CalibrationStatistics {
         var statistics = self
         let flat = statistics.flatRanges
-        statistics.startHistograms(minima: flat.minima, maxima: flat.maxima)
-        statistics.scanSampling = scanSampling
+        statistics.startHistograms(minima: flat.minima, maxima: flat.maxima, scanSampling: scanSampling)
         let counts = StatisticsObserver(statistics: statistics, pass: .histograms)
         _ = try model(images, hooks: counts)
         counts.countImages(images.shape[0])

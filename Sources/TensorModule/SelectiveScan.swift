@@ -365,13 +365,11 @@ private struct BinRecorder: LaneSnap {
         let pending: UnsafeMutablePointer<Lanes>
         /// For a sampling stride K, `laneSelections[q]` holds the lanes j with (q + j) mod K = 0.
         let laneSelections: UnsafeMutablePointer<SIMDMask<SIMD8<Int32>>>
-        let stride: Int
         init(count: Int, states: Int, stride: Int) {
             storage = .allocate(capacity: count)
             storage.initialize(repeating: 0, count: count)
             pending = .allocate(capacity: states)
             pending.initialize(repeating: Lanes(repeating: 0), count: states)
-            self.stride = stride
             laneSelections = .allocate(capacity: stride)
             for q in 0..<stride {
                 let lanes = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) &+ Int32(q)
@@ -434,7 +432,7 @@ private struct BinRecorder: LaneSnap {
     /// blocks are first gathered into N / K registers (a blend per state), so that only those are binned.
     @inline(__always) mutating func leaveGroup(_ record: Void) {
         let pending = counters.pending
-        let stride = counters.stride
+        let stride = binning.sampling.stride
         var picked = states
         if stride > 1 {
             // K is a power of two: a mask instead of a division per state.
@@ -521,7 +519,7 @@ private struct SnapHidden<A: LaneSnap, B: LaneSnap>: SnapConsumer {
 /// and the processor's reorder window overlaps more of these shorter loops than of one fused loop
 /// (the fused loop made the W4A4 pass 9 % slower). When every quantity is only observed (the fp32
 /// scan, and calibration's recording passes) the fused loop is faster, as it keeps Ā_t and B̄_t x_t in
-/// registers (fp32 scan ≈ 5 % faster), and the range pass with it went from 1.4–1.8× to 1.1–1.2× the
+/// registers (fp32 scan ≈ 5 % faster), and the range pass with it went from 1.4–1.8× to 1.0–1.4× the
 /// fp32 time; both loops do the same arithmetic.
 private func scanKernel<A: LaneSnap, B: LaneSnap, H: LaneSnap>(
     _ operands: ScanOperands, _ snapA: A, _ snapB: B, _ snapH: H

@@ -198,8 +198,7 @@ enum Calibration {
         cluster.allReduce(&minima, .minimum)
         cluster.allReduce(&maxima, .maximum)
         var statistics = ranges.statistics
-        statistics.startHistograms(minima: minima, maxima: maxima)
-        statistics.scanSampling = sampling
+        statistics.startHistograms(minima: minima, maxima: maxima, scanSampling: sampling)
         let counts = StatisticsObserver(statistics: statistics, pass: .histograms)
         let skipped = try runner.run(label: "pass 2/2 (histograms)") { batch in
             _ = try model(batch.images, hooks: counts)
