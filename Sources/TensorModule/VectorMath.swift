@@ -78,7 +78,7 @@ let binaryLogarithmOfE: Float = 1.442_695_04
 ///
 /// x = m·2^e with m in [√½, √2); ln m from the Cephes minimax polynomial in f = m − 1, and e·ln2
 /// added in two parts (Cody–Waite) so the sum stays exact.
-@inline(__always) func logarithm(_ x: Lanes) -> Lanes {
+@_transparent func logarithm(_ x: Lanes) -> Lanes {
     let bits = unsafeBitCast(x, to: SIMD8<UInt32>.self)
     // The biased exponent as a float, exactly: its 8 bits placed in the mantissa of 2^23, minus 2^23.
     // (SIMD integer selects and int-to-float lane conversions compile to per-lane loops.)
@@ -121,7 +121,7 @@ public func negatedBinaryLogarithmsOfComplement(_ values: [Float], cappedAt cap:
 }
 
 /// `negatedBinaryLogarithmsOfComplement` of eight lanes: what the scan's histogram pass bins Ā by.
-@inline(__always) func negatedBinaryLogarithmOfComplement(_ values: Lanes, cappedAt cap: Float) -> Lanes {
+@_transparent func negatedBinaryLogarithmOfComplement(_ values: Lanes, cappedAt cap: Float) -> Lanes {
     let gap = 1 - values
     let positive = gap .> 0
     var distance = -(logarithm(gap.replacing(with: 1, where: .!positive)) * binaryLogarithmOfE)

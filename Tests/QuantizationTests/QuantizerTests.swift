@@ -218,15 +218,15 @@ struct QuantizerTests {
 
 @Suite("Histogram")
 struct HistogramTests {
-    /// The bin of the definition, one value at a time in double precision.
+    /// The bin of the definition, one value at a time.
     func definitionBin(_ v: Float, _ h: Histogram) -> Int {
-        let scale = Double(h.counts.count) / (Double(h.upper) - Double(h.lower))
-        let position = (Double(v) - Double(h.lower)) * scale
-        return position.isNaN ? 0 : Int(min(max(position, 0), Double(h.counts.count - 1)))
+        let scale = Float(Double(h.counts.count) / (Double(h.upper) - Double(h.lower)))
+        let position = (v - h.lower) * scale
+        return position.isNaN ? 0 : Int(min(max(position, 0), Float(h.counts.count - 1)).rounded(.down))
     }
 
-    /// A general grid, and grids from 0 with a power-of-two scale (64, as LtSQ's log distances, and ½),
-    /// which are binned in single precision.
+    /// A general grid, and grids from 0 (scale 64, as LtSQ's log distances, and ½). Counts of 131 and 300
+    /// values take `BinGrid.count` through its blocks of 128 and the registers and lanes after them.
     @Test(
         "vectorised binning equals the element-wise definition, edges, specials and tails included",
         arguments: [(Float(-2), Float(2.5), 97), (0, 32, 2048), (0, 4096, 2048)])
@@ -240,7 +240,7 @@ struct HistogramTests {
             let edge = Float(Double(lower) + Double(i) * h.binWidth)
             values += [edge, edge.nextUp, edge.nextDown]
         }
-        for count in [values.count, 1, 2, 3, 5] {
+        for count in [values.count, 1, 2, 3, 5, 131, 300] {
             h.counts = [Int64](repeating: 0, count: bins)
             h.add(Array(values.prefix(count)))
             var expected = [Int64](repeating: 0, count: bins)

@@ -15,9 +15,9 @@ let scanSizes = (sequences: 2, length: 13, channels: 11, states: 5)
 
 /// Random scan inputs of `scanSizes` (with `states` states), with Δ > 0 and A < 0 as in a model.
 func scanInputs(
-    states n: Int = scanSizes.states
+    states n: Int = scanSizes.states, channels e: Int = scanSizes.channels
 ) -> (x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: [Float]) {
-    let (s, l, e) = (scanSizes.sequences, scanSizes.length, scanSizes.channels)
+    let (s, l) = (scanSizes.sequences, scanSizes.length)
     return (
         randomTensor([s, l, e], seed: 1), randomTensor([s, l, e], in: 0.001...2, seed: 2),
         randomTensor([e, n], in: -8 ... -0.1, seed: 3), randomTensor([s, l, n], seed: 4),
@@ -238,13 +238,14 @@ struct KernelTests {
         #expect(recorded.hiddenState.minima.count == l)
     }
 
+    /// 75 channels: more bins in a step than the kernel queues (128 registers) before counting them.
     @Test(
         "the scan's bin counts equal those of the picked values of every materialised step, partial lane group included",
-        arguments: [(5, 1), (16, 1), (16, 2), (16, 8), (16, 16)])
-    func scanBinCounts(states: Int, stride: Int) {
+        arguments: [(5, 1, 11), (16, 1, 11), (16, 2, 11), (16, 8, 11), (16, 16, 11), (16, 1, 75), (16, 4, 75)])
+    func scanBinCounts(states: Int, stride: Int, channels: Int) {
         let l = scanSizes.length
         let sampling = ScanSampling(stride: stride)
-        let (x, delta, a, b, c, d) = scanInputs(states: states)
+        let (x, delta, a, b, c, d) = scanInputs(states: states, channels: channels)
         let extremes = SelectiveScan.applyRecordingExtremes(x: x, delta: delta, a: a, b: b, c: c, d: d)
         // Grids a little narrower than the ranges, so that the first and last bins also take clamped values.
         func grids(_ e: ScanExtremes, bins: Int) -> [BinGrid] {
@@ -262,9 +263,11 @@ struct KernelTests {
         /// Counts of the picked ones of the E×N values the step-by-step path hands out, through `BinGrid.count`.
         final class Counts: ScanStepHook {
             let binning: ScanBinning
+            let states: Int
             var counts: [ScanQuantity: QuantityCounts] = [:]
-            init(binning: ScanBinning) {
+            init(binning: ScanBinning, states: Int) {
                 self.binning = binning
+                self.states = states
                 for quantity in [ScanQuantity.discreteA, .discreteB, .hiddenState] {
                     let grids = binning[quantity]
                     counts[quantity] = QuantityCounts(
@@ -275,7 +278,6 @@ struct KernelTests {
             func process(_ quantity: ScanQuantity, sequence: Int, timeStep: Int, values: inout [Float]) {
                 let quantityBinning = binning[quantity]
                 let slot = quantityBinning.grids.count > 1 ? timeStep : 0
-                let states = values.count / scanSizes.channels
                 let values = values.indices.filter {
                     quantityBinning.sampling.counts(step: timeStep, channel: $0 / states, state: $0 % states)
                 }
@@ -295,13 +297,12 @@ struct KernelTests {
                 }
             }
         }
-        let reference = Counts(binning: binning)
+        let reference = Counts(binning: binning, states: states)
         _ = SelectiveScan.apply(x: x, delta: delta, a: a, b: b, c: c, d: d, hook: reference)
         let counted = SelectiveScan.applyCountingBins(x: x, delta: delta, a: a, b: b, c: c, d: d, binning: binning)
         #expect(counted.y == SelectiveScan.apply(x: x, delta: delta, a: a, b: b, c: c, d: d))
-        let (s, e) = (scanSizes.sequences, scanSizes.channels)
         // Every channel has states / stride of its values counted at every step.
-        let picked = Int64(s * l * e * states / stride)
+        let picked = Int64(scanSizes.sequences * l * channels * states / stride)
         for (quantity, counts) in [
             (ScanQuantity.discreteA, counted.discreteA), (.discreteB, counted.discreteB),
             (.hiddenState, counted.hiddenState),
