@@ -163,9 +163,10 @@ public struct LogarithmicGrid: Sendable, Equatable {
 /// state n at step t when t + ⌊e/8⌋ + n is a multiple of `stride`.
 ///
 /// So every channel at every step has N / `stride` of its states counted, and the counted states rotate
-/// with the step and the block of channels. The choice depends only on positions inside a sequence, never on the batch or the rank, so sampled
-/// statistics merge as exactly as complete ones. Counting costs more than the rest of the histogram pass
-/// (about 230 M counter increments per Vim-T image at stride 1); a stride of 8 counts one value in 8.
+/// with the step and the block of channels. The choice depends only on positions inside a sequence,
+/// never on the batch or the rank, so sampled statistics merge as exactly as complete ones. Counting
+/// costs more than the rest of the histogram pass (about 230 M counter increments per Vim-T image at
+/// stride 1); a stride of 8 counts one value in 8.
 public struct ScanSampling: Sendable, Equatable {
     /// One value in `stride` is counted.
     public let stride: Int
