@@ -6,7 +6,8 @@
 /// counted it.
 ///
 /// Single precision moves a value into the neighbouring bin only within a few 10⁻⁴ of a bin's width
-/// of an edge (2048 bins), where no fitted quantizer can tell. The double-precision definition it
+/// of an edge (2048 bins), where no fitted quantizer can tell. (v − lower) overflows to +∞, and so
+/// into the last bin, only on grids spanning more than the largest float. The double-precision definition it
 /// replaced widened every value, and that arithmetic was a third of the time of counting
 /// (0.87 → 0.56 ns per value; Docs/PERFORMANCE.md, sixth session).
 public struct BinGrid: Sendable, Equatable {
