@@ -41,7 +41,7 @@ public struct BinGrid: Sendable, Equatable {
         withUnsafeTemporaryAllocation(of: SIMD8<UInt32>.self, capacity: blockCount) { block in
             for start in stride(from: 0, to: blocked, by: 8 * blockCount) {
                 for r in 0..<blockCount { block[r] = binIndices(loadLanes(source + start + r * 8)) }
-                for r in 0..<blockCount { increment(counters, bins: block[r]) }
+                for r in 0..<blockCount { Self.increment(counters, bins: block[r]) }
             }
         }
         forEachLanes(count: values.count - blocked) { i, width in
@@ -55,17 +55,20 @@ public struct BinGrid: Sendable, Equatable {
     /// would not wait on the previous store to the same counter, made no measurable difference: this
     /// processor increments one counter over and over as fast as different ones.
     @_transparent func increment(_ counts: UnsafeMutablePointer<Int64>, lanes values: Lanes, width: Int) {
-        if width == 8 {
-            increment(counts, bins: binIndices(values))
-        } else {
-            let indices = binIndices(values)
-            for j in 0..<width { counts[Int(truncatingIfNeeded: indices[j])] &+= 1 }
-        }
+        Self.increment(counts, bins: binIndices(values), width: width)
     }
 
-    /// Adds one to the count of each of eight bins.
-    @_transparent func increment(_ counts: UnsafeMutablePointer<Int64>, bins indices: SIMD8<UInt32>) {
-        for j in 0..<8 { counts[Int(truncatingIfNeeded: indices[j])] &+= 1 }
+    /// Adds one to the count of each of the first `width` of eight bins (from `binIndices`, of any grid
+    /// with these counters). The eight lanes are unrolled: taken out of the register in a loop over a
+    /// variable width, they were stored and reloaded one by one.
+    @_transparent static func increment(
+        _ counts: UnsafeMutablePointer<Int64>, bins indices: SIMD8<UInt32>, width: Int = 8
+    ) {
+        if width == 8 {
+            for j in 0..<8 { counts[Int(truncatingIfNeeded: indices[j])] &+= 1 }
+        } else {
+            for j in 0..<width { counts[Int(truncatingIfNeeded: indices[j])] &+= 1 }
+        }
     }
 
     /// The bins of eight values. The integer is read from the low mantissa bits of ⌊position⌋ + 2²³

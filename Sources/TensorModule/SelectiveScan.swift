@@ -455,9 +455,9 @@ private struct BinRecorder: LaneSnap {
         let stride = binning.sampling.stride
         let first = (stride - ((step + group) & (stride - 1))) & (stride - 1)
         group += 1
-        // A partial group (the last, when E is not a multiple of 8) is counted on its own.
-        if width < 8 || queuedCount + states / stride > counters.capacity { countQueued(lanes: 8) }
         let picked = states / stride
+        // A partial group (the last, when E is not a multiple of 8) is counted on its own.
+        if width < 8 || queuedCount + picked > counters.capacity { countQueued(lanes: 8) }
         let pending = record + first
         let queued = counters.queued + queuedCount
         for m in 0..<picked { queued[m] = grid.binIndices(pending[m &* stride]) }
@@ -477,14 +477,7 @@ private struct BinRecorder: LaneSnap {
     /// Counts the first `lanes` bins of every queued register, and empties the queue.
     private mutating func countQueued(lanes: Int) {
         func count(_ queue: UnsafeMutablePointer<SIMD8<UInt32>>, into counts: UnsafeMutablePointer<Int64>) {
-            for i in 0..<queuedCount {
-                let indices = queue[i]
-                if lanes == 8 {
-                    grid.increment(counts, bins: indices)
-                } else {
-                    for j in 0..<lanes { counts[Int(truncatingIfNeeded: indices[j])] &+= 1 }
-                }
-            }
+            for i in 0..<queuedCount { BinGrid.increment(counts, bins: queue[i], width: lanes) }
         }
         count(counters.queued, into: gridCounts)
         if binning.logDistance != nil { count(counters.queuedLogDistances, into: logDistanceCounts) }
