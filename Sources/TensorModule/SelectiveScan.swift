@@ -259,34 +259,13 @@ private struct UniformSnap: LaneSnap {
     }
 }
 
-/// LtSQ's grid on 2^−q directly, in floating point only (SIMD integer selects compile to per-lane
-/// loops): with 2^E = the exponent bits of g = 1 − Ā, 2^−q = 2^E · 2^−M · (2 if f > 2^r), clamped to
-/// [2^−(2^b − 1), 1]; every product is a power of two, so for Ā ≤ 1 this is `LogarithmicGrid.snap` exactly.
 private struct LogarithmicSnap: LaneSnap {
-    let threshold: Float
-    let scale: Float
-    let inverseOffsetPower: Float
-    let lowestPower: Float
-
-    init(grid: LogarithmicGrid) {
-        threshold = grid.fractionThreshold
-        scale = grid.scale
-        inverseOffsetPower = grid.inverseOffsetPower
-        lowestPower = grid.lowestPower
-    }
-
+    let grid: LogarithmicGrid
+    let carry: SIMD8<UInt32>
+    init(grid: LogarithmicGrid) { (self.grid, carry) = (grid, grid.carryLanes) }
     @inline(__always) mutating func enter(step: Int) {}
-
     @_transparent mutating func snap(_ discreteA: Lanes, state: Int, recording: inout Void) -> Lanes {
-        let gap = 1 - discreteA
-        let octave = unsafeBitCast(unsafeBitCast(gap, to: SIMD8<UInt32>.self) & 0x7F80_0000, to: Lanes.self)
-        var power = octave * inverseOffsetPower
-        power = power.replacing(with: power * 2, where: gap .> threshold * octave)
-        power = power.replacing(with: 1, where: power .> 1)
-        // The kernel's Ā never exceeds 1, so g = 1 − Ā ≥ 0 and g = 0 already gives power 0 here. The
-        // product with a power of two is exact, so the fused 1 − s · 2^−q equals the rounded one.
-        power = power.replacing(with: lowestPower, where: power .< lowestPower)
-        return Lanes(repeating: 1).addingProduct(power, -scale)
+        grid.snap(discreteA, carry: carry)
     }
 }
 
@@ -379,8 +358,19 @@ private struct BinRecorder: LaneSnap {
             pending.initialize(repeating: Lanes(repeating: 0), count: states)
             // 4 KiB per queue: a step's bins at stride 16 for Vim-T, and well within the L1 cache.
             capacity = Swift.max(128, states)
-            queued = .allocate(capacity: capacity)
-            queuedLogDistances = .allocate(capacity: capacity)
+            // One register past the end of each queue holds a value no bin takes, checked when the
+            // counts are read: the kernel has no bounds checks, and an overflow would corrupt silently.
+            queued = .allocate(capacity: capacity + 1)
+            queuedLogDistances = .allocate(capacity: capacity + 1)
+            queued[capacity] = Self.guardValue
+            queuedLogDistances[capacity] = Self.guardValue
+        }
+        static let guardValue = SIMD8<UInt32>(repeating: .max)
+        /// Stops the process if the kernel wrote past a queue.
+        func checkQueues() {
+            guard queued[capacity] == Self.guardValue, queuedLogDistances[capacity] == Self.guardValue else {
+                fatalError("the scan's histogram queue overflowed: a bug in SelectiveScan's BinRecorder")
+            }
         }
         deinit {
             storage.deallocate()
@@ -486,6 +476,7 @@ private struct BinRecorder: LaneSnap {
 
     /// The counts so far.
     var counts: QuantityCounts {
+        counters.checkQueues()
         func counts(_ start: UnsafeMutablePointer<Int64>, _ count: Int) -> [Int64] {
             Array(UnsafeBufferPointer(start: start, count: count))
         }

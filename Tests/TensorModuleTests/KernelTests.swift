@@ -154,6 +154,40 @@ struct KernelTests {
         }
     }
 
+    @Test(
+        "the vectorised LtSQ snap gives the scalar form's bits at every threshold edge and for specials",
+        arguments: [1, 4, 16])
+    func logarithmicSnapMatchesScalar(bits: Int) {
+        var generator = SplitMix64(seed: 29)
+        // log2 s = −½ puts the threshold 2^r at 1, and just below ½ rounds it to 2 (no f exceeds it).
+        var logScales: [Float] = [0, 0.3, -1.7, 3, -3, -0.5, Float(0.5).nextDown, 64, -64]
+        logScales += (0..<8).map { _ in Float.random(in: -64...64, using: &generator) }
+        for logScale in logScales {
+            let grid = LogarithmicGrid(bits: bits, logScale: logScale)
+            var values: [Float] = [
+                0, -0.0, 1, 1.5, -0.5, Float(1).nextDown, Float(1).nextUp, .leastNonzeroMagnitude, .nan,
+                Float(bitPattern: 0xFFC0_0000), Float(bitPattern: 0x7F80_0001), .infinity, -.infinity, -3e38,
+            ]
+            // Ā = 1 − g for g whose mantissa bits are the threshold's ± 2, at every octave of g.
+            let thresholdBits = Int(grid.fractionThreshold.bitPattern & 0x7F_FFFF)
+            for exponent in -24...0 {
+                for offset in -2...2 {
+                    let mantissa = UInt32(min(max(thresholdBits + offset, 0), 0x7F_FFFF))
+                    let gap = Float(bitPattern: UInt32(exponent + 127) << 23 | mantissa)
+                    values += [1 - gap, (1 - gap).nextUp, (1 - gap).nextDown]
+                }
+            }
+            values += (0..<64).map { _ in Float.random(in: 0...1, using: &generator) }
+            var snapped = values
+            grid.snap(&snapped)
+            for (v, vector) in zip(values, snapped) {
+                #expect(
+                    vector.bitPattern == grid.snap(v).bitPattern,
+                    "log2 s \(logScale): \(v) snapped to \(vector), the scalar form gives \(grid.snap(v))")
+            }
+        }
+    }
+
     @Test("the weighted squared snapping error equals a double-precision sum, partial lane group included")
     func weightedSquaredError() {
         let grid = UniformGrid(scale: 0.37, zeroPoint: 2, codes: 0...7)
