@@ -200,14 +200,12 @@ public struct CalibrationFile: Sendable {
         for (point, _) in QuantizationPoints.activations(depth: configuration.depth) {
             let entry = try reader.object(activationObject, point.description)
             switch try reader.string(entry, "quantizer") {
-            case "uniform": activations.append((point, .uniform(try reader.uniform(entry))))
+            case "uniform": activations.append((point, .uniform(try reader.uniform(entry, point: point))))
             case "ltsq":
                 activations.append(
                     (
                         point,
-                        .longTailed(
-                            LongTailedSkewnessQuantizer(
-                                bits: try reader.int(entry, "bits"), logScale: try reader.float(entry, "log_scale")))
+                        .longTailed(try reader.longTailed(entry, point: point))
                     ))
             case "tgq":
                 guard let groups = entry["groups"] as? [[String: Any]], !groups.isEmpty else {
@@ -219,7 +217,7 @@ public struct CalibrationFile: Sendable {
                     guard start == (parsed.last?.steps.upperBound ?? 0), end > start else {
                         throw invalid("\(point): TGQ groups do not tile the time steps")
                     }
-                    parsed.append(.init(steps: start..<end, quantizer: try reader.uniform(group)))
+                    parsed.append(.init(steps: start..<end, quantizer: try reader.uniform(group, point: point)))
                 }
                 guard parsed.last!.steps.upperBound == configuration.tokenCount else {
                     throw invalid(
@@ -236,11 +234,12 @@ public struct CalibrationFile: Sendable {
         var weights: [(WeightPoint, WeightQuantization)] = []
         for point in WeightPoint.all(depth: configuration.depth) {
             let entry = try reader.object(weightObject, point.description)
-            guard let scales = entry["scales"] as? [NSNumber],
-                scales.allSatisfy({ $0.floatValue > 0 && $0.floatValue.isFinite })
-            else { throw invalid("\(point): 'scales' must be positive numbers") }
-            weights.append(
-                (point, WeightQuantization(bits: try reader.int(entry, "bits"), scales: scales.map(\.floatValue))))
+            guard let numbers = entry["scales"] as? [NSNumber] else { throw invalid("\(point): 'scales' is missing") }
+            let (bits, scales) = (try reader.int(entry, "bits"), numbers.map(\.floatValue))
+            if let problem = WeightQuantization.problem(bits: bits, scales: scales) {
+                throw invalid("\(point): \(problem)")
+            }
+            weights.append((point, WeightQuantization(bits: bits, scales: scales)))
         }
         plan = QuantizationPlan(
             method: method, settings: settings, activations: activations, weights: weights, discreteAMedians: medians)
@@ -248,9 +247,8 @@ public struct CalibrationFile: Sendable {
             throw invalid("calibration.seed is not a number")
         }
         let stride = calibration["scan_sampling"] == nil ? 1 : try reader.int(calibration, "scan_sampling")
-        guard ScanSampling.strides.contains(stride) else {
-            let strides = ScanSampling.strides.map(String.init).joined(separator: ", ")
-            throw invalid("calibration.scan_sampling must be one of \(strides)")
+        if let problem = ScanSampling.problem(stride: stride, states: configuration.stateSize) {
+            throw invalid("calibration.scan_sampling \(stride): \(problem)")
         }
         provenance = Provenance(
             checkpointName: try reader.string(model, "checkpoint"),
@@ -306,13 +304,21 @@ private struct JSONReader {
         return number.floatValue
     }
 
-    func uniform(_ entry: [String: Any]) throws -> UniformQuantizer {
-        let bits = try int(entry, "bits")
-        let scale = try float(entry, "scale")
-        guard (1...16).contains(bits), scale > 0 else {
-            throw invalid("a quantizer has bits \(bits) and scale \(scale)")
+    func uniform(_ entry: [String: Any], point: ObservationPoint) throws -> UniformQuantizer {
+        let (bits, scale, zeroPoint) = (try int(entry, "bits"), try float(entry, "scale"), try int(entry, "zero_point"))
+        guard let symmetric = entry["symmetric"] as? Bool else { throw invalid("\(point): 'symmetric' is missing") }
+        if let problem = UniformQuantizer.problem(scale: scale, zeroPoint: zeroPoint, bits: bits, symmetric: symmetric)
+        {
+            throw invalid("\(point): \(problem)")
         }
-        guard let symmetric = entry["symmetric"] as? Bool else { throw invalid("'symmetric' is missing") }
-        return UniformQuantizer(scale: scale, zeroPoint: try int(entry, "zero_point"), bits: bits, symmetric: symmetric)
+        return UniformQuantizer(scale: scale, zeroPoint: zeroPoint, bits: bits, symmetric: symmetric)
+    }
+
+    func longTailed(_ entry: [String: Any], point: ObservationPoint) throws -> LongTailedSkewnessQuantizer {
+        let (bits, logScale) = (try int(entry, "bits"), try float(entry, "log_scale"))
+        if let problem = LongTailedSkewnessQuantizer.problem(bits: bits, logScale: logScale) {
+            throw invalid("\(point): \(problem)")
+        }
+        return LongTailedSkewnessQuantizer(bits: bits, logScale: logScale)
     }
 }

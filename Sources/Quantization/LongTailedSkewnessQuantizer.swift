@@ -25,9 +25,20 @@ public struct LongTailedSkewnessQuantizer: Equatable, Sendable {
     /// below 1, and Ā = 1 exactly is recorded here too.
     public static let maximumLogDistance: Float = 32
 
-    /// A quantizer with the given bits and log2 scale.
+    /// Why stored parameters make no usable quantizer, or nil: the bits must be 1 … 16 and |log2 s| at
+    /// most `LogarithmicGrid.logScaleLimit` (fitting searches [−3, 3]). Files are checked with it before
+    /// a quantizer is made (the library is compiled without precondition checks).
+    public static func problem(bits: Int, logScale: Float) -> String? {
+        guard (1...16).contains(bits) else { return "\(bits) bits (LtSQ takes 1 to 16)" }
+        guard abs(logScale) <= LogarithmicGrid.logScaleLimit else {
+            return "log2 scale \(logScale) (must be within ±\(Int(LogarithmicGrid.logScaleLimit)))"
+        }
+        return nil
+    }
+
+    /// A quantizer with the given bits and log2 scale (see `problem(bits:logScale:)`).
     public init(bits: Int, logScale: Float = 0) {
-        precondition(bits >= 1 && bits <= 16)
+        precondition(Self.problem(bits: bits, logScale: logScale) == nil)
         self.bits = bits
         self.logScale = logScale
     }

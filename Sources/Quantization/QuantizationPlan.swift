@@ -36,6 +36,14 @@ public struct WeightQuantization: Equatable, Sendable {
     /// One scale per output channel.
     public var scales: [Float]
 
+    /// Why stored parameters make no usable quantization, or nil: the bits must be 2 … 16 (symmetric
+    /// grids) and every scale a positive number.
+    public static func problem(bits: Int, scales: [Float]) -> String? {
+        guard (2...16).contains(bits) else { return "\(bits) bits (weights take 2 to 16)" }
+        guard let bad = scales.first(where: { !($0.isFinite && $0 > 0) }) else { return nil }
+        return "scale \(bad) (scales must be positive numbers)"
+    }
+
     /// The integer code of every element of `matrix` [channels, inputs], row-major.
     public func codes(_ matrix: Tensor) -> [Int] {
         let columns = matrix.shape[1]

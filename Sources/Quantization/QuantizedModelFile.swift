@@ -134,8 +134,21 @@ public enum QuantizedModelFile {
         settings.groups = object["groups"] as? Int ?? settings.groups
         settings.ltsqThreshold = (object["ltsq_threshold"] as? NSNumber)?.floatValue ?? settings.ltsqThreshold
 
-        func floats(_ name: String) throws -> [Float] { try file.tensor(named: name).scalars }
-        func integers(_ name: String) throws -> [Int] { try file.rawTensor(named: name).int32Values.map(Int.init) }
+        /// The values of a parameter tensor, which must hold `count` of them (any count when nil).
+        func floats(_ name: String, count: Int? = nil) throws -> [Float] {
+            let values = try file.tensor(named: name).scalars
+            guard count == nil || values.count == count else {
+                throw invalid("'\(name)' holds \(values.count) values, expected \(count!)")
+            }
+            return values
+        }
+        func integers(_ name: String, count: Int) throws -> [Int] {
+            let raw = try file.rawTensor(named: name)
+            guard raw.dtype == "I32", raw.bytes.count == 4 * count else {
+                throw invalid("'\(name)' is \(raw.dtype) of shape \(raw.shape), expected \(count) I32 values")
+            }
+            return raw.int32Values.map(Int.init)
+        }
 
         var floatTensors: [String: Tensor] = [:]
         var weightPlan: [(WeightPoint, WeightQuantization)] = []
@@ -145,12 +158,28 @@ public enum QuantizedModelFile {
                 let packing = info["packing"] as? String
             else { throw invalid("no quantized weight '\(key)'") }
             let scales = try floats(key + ".scale")
+            if let problem = WeightQuantization.problem(bits: bits, scales: scales) {
+                throw invalid("\(key): \(problem)")
+            }
+            guard packing == Self.packing(bits: bits) else {
+                throw invalid("\(key): packing '\(packing)' for \(bits) bits, expected '\(Self.packing(bits: bits))'")
+            }
             let rows = scales.count
-            let columns = shape.reduce(1, *) / max(rows, 1)
+            guard rows > 0, shape.allSatisfy({ $0 > 0 }), shape.reduce(1, *) % rows == 0 else {
+                throw invalid("\(key): shape \(shape) does not have \(rows) rows")
+            }
+            let columns = shape.reduce(1, *) / rows
             let raw = try file.rawTensor(named: key + ".qweight")
-            let expected = packing == "int4x2" ? [rows, (columns + 1) / 2] : [rows, columns]
-            guard raw.shape == expected, rows * columns == shape.reduce(1, *) else {
-                throw invalid("'\(key).qweight' has shape \(raw.shape), expected \(expected)")
+            let (dtype, width) =
+                switch packing {
+                case "int4x2": ("U8", (columns + 1) / 2)
+                case "int8": ("I8", columns)
+                default: ("I16", columns)
+                }
+            let expected = [rows, width]
+            guard raw.dtype == dtype, raw.shape == expected else {
+                throw invalid(
+                    "'\(key).qweight' is \(raw.dtype) of shape \(raw.shape), expected \(dtype) of \(expected)")
             }
             let quantization = WeightQuantization(bits: bits, scales: scales)
             let codes = unpacked(raw, packing: packing, rows: rows, columns: columns)
@@ -169,36 +198,40 @@ public enum QuantizedModelFile {
             else { continue }
             let prefix = "act.\(point)."
             let symmetric = info["symmetric"] as? Bool ?? false
+            func uniform(scale: Float, zeroPoint: Int) throws -> UniformQuantizer {
+                if let problem = UniformQuantizer.problem(
+                    scale: scale, zeroPoint: zeroPoint, bits: bits, symmetric: symmetric)
+                {
+                    throw invalid("\(point): \(problem)")
+                }
+                return UniformQuantizer(scale: scale, zeroPoint: zeroPoint, bits: bits, symmetric: symmetric)
+            }
             switch kind {
             case "uniform":
-                activations.append(
-                    (
-                        point,
-                        .uniform(
-                            UniformQuantizer(
-                                scale: try floats(prefix + "scale")[0],
-                                zeroPoint: try integers(prefix + "zero_point")[0],
-                                bits: bits, symmetric: symmetric))
-                    ))
+                let quantizer = try uniform(
+                    scale: try floats(prefix + "scale", count: 1)[0],
+                    zeroPoint: try integers(prefix + "zero_point", count: 1)[0])
+                activations.append((point, .uniform(quantizer)))
             case "ltsq":
-                activations.append(
-                    (
-                        point,
-                        .longTailed(
-                            LongTailedSkewnessQuantizer(bits: bits, logScale: try floats(prefix + "log_scale")[0]))
-                    ))
-            case "tgq":
-                let boundaries = try integers(prefix + "boundaries")
-                let scales = try floats(prefix + "scale")
-                let zeroPoints = try integers(prefix + "zero_point")
-                guard boundaries.count == scales.count + 1, zeroPoints.count == scales.count else {
-                    throw invalid("TGQ parameters of \(point) disagree in length")
+                let logScale = try floats(prefix + "log_scale", count: 1)[0]
+                if let problem = LongTailedSkewnessQuantizer.problem(bits: bits, logScale: logScale) {
+                    throw invalid("\(point): \(problem)")
                 }
-                let groups = scales.indices.map { g in
+                activations.append((point, .longTailed(LongTailedSkewnessQuantizer(bits: bits, logScale: logScale))))
+            case "tgq":
+                let scales = try floats(prefix + "scale")
+                let boundaries = try integers(prefix + "boundaries", count: scales.count + 1)
+                let zeroPoints = try integers(prefix + "zero_point", count: scales.count)
+                guard !scales.isEmpty, boundaries.first == 0, boundaries.last == configuration.tokenCount,
+                    zip(boundaries, boundaries.dropFirst()).allSatisfy({ $0 < $1 })
+                else {
+                    throw invalid(
+                        "\(point): TGQ boundaries \(boundaries) do not split the \(configuration.tokenCount) steps")
+                }
+                let groups = try scales.indices.map { g in
                     TemporalGroupQuantizer.Group(
                         steps: boundaries[g]..<boundaries[g + 1],
-                        quantizer: UniformQuantizer(
-                            scale: scales[g], zeroPoint: zeroPoints[g], bits: bits, symmetric: symmetric))
+                        quantizer: try uniform(scale: scales[g], zeroPoint: zeroPoints[g]))
                 }
                 activations.append((point, .temporalGroups(TemporalGroupQuantizer(groups: groups))))
             default: throw invalid("unknown quantizer kind '\(kind)' at \(point)")

@@ -49,7 +49,21 @@ public struct UniformQuantizer: Equatable, Sendable {
         self.symmetric = true
     }
 
-    /// Creates a quantizer from stored parameters.
+    /// Why stored parameters make no usable quantizer, or nil: the bits must be 1 … 16 (2 … 16 when
+    /// symmetric), the scale a positive number and the zero point within ±2^23, so that every code
+    /// minus it is a float exactly (`UniformGrid`). Files are checked with it before a quantizer is made
+    /// (the library is compiled without precondition checks).
+    public static func problem(scale: Float, zeroPoint: Int, bits: Int, symmetric: Bool) -> String? {
+        let lowestBits = symmetric ? 2 : 1
+        guard (lowestBits...16).contains(bits) else {
+            return "\(bits) bits (\(symmetric ? "symmetric" : "asymmetric") grids take \(lowestBits) to 16)"
+        }
+        guard scale.isFinite, scale > 0 else { return "scale \(scale) (must be a positive number)" }
+        guard abs(zeroPoint) <= 1 << 23 else { return "zero point \(zeroPoint) (must be within ±2^23)" }
+        return nil
+    }
+
+    /// Creates a quantizer from stored parameters (see `problem(scale:zeroPoint:bits:symmetric:)`).
     public init(scale: Float, zeroPoint: Int, bits: Int, symmetric: Bool) {
         self.scale = scale
         self.zeroPoint = zeroPoint

@@ -40,7 +40,7 @@ struct CalibrationFileTests {
         try AtomicFile.write(unsupported, to: path)
         #expect {
             try CalibrationFile(contentsOf: path)
-        } throws: { "\($0)".contains(path) && "\($0)".contains("scan_sampling must be one of 1, 2, 4, 8, 16") }
+        } throws: { "\($0)".contains(path) && "\($0)".contains("scan_sampling 3: expected one of 1, 2, 4, 8") }
     }
 
     @Test("statistics merged from shards equal the statistics of the whole set")
@@ -82,6 +82,126 @@ struct CalibrationFileTests {
             try Data(text.utf8).write(to: URL(fileURLWithPath: path))
             #expect { try CalibrationFile(contentsOf: path) } throws: {
                 "\($0)".contains(reason) && "\($0)".hasPrefix(path)
+            }
+        }
+    }
+
+    /// A W4A4 `qmamba` plan of the micro model with LtSQ on every Ā.
+    func microPlan() throws -> (VimModel, QuantizationPlan) {
+        let (model, statistics) = try microStatistics()
+        var settings = QuantizationSettings(weightBits: 4, activationBits: 4)
+        settings.ltsqThreshold = 0
+        let plan = try QuantizationPlan.fit(
+            statistics: statistics, weights: model.weights, method: try CalibrationMethod.named("qmamba"),
+            settings: settings)
+        return (model, plan)
+    }
+
+    /// The first activation point with a quantizer of `kind`.
+    func firstPoint(of kind: String, in plan: QuantizationPlan) -> String {
+        "\(plan.activations.first { $0.quantizer.kind == kind }!.point)"
+    }
+
+    @Test("quantizer parameters no grid can take are refused, naming the point and the accepted range")
+    func outOfRangeParameters() throws {
+        let (model, plan) = try microPlan()
+        let provenance = CalibrationFile.Provenance(
+            checkpointName: "vim_micro.pth", checkpointSHA256: "00", configuration: model.configuration, data: "inline",
+            imageCount: 4, seed: 0, imageListSHA256: "11", tool: "test", scanSampling: .everyValue)
+        let encoded = CalibrationFile(plan: plan, provenance: provenance).encoded
+        let (ltsq, uniform, tgq) = (
+            firstPoint(of: "ltsq", in: plan), firstPoint(of: "uniform", in: plan), firstPoint(of: "tgq", in: plan)
+        )
+        let weight = plan.weights[0].0.description
+        let path = Fixtures.temporaryDirectory() + "/q.json"
+        let cases: [(String, (inout [String: Any]) -> Void, String)] = [
+            (ltsq, { $0["bits"] = 40 }, "40 bits (LtSQ takes 1 to 16)"),
+            (ltsq, { $0["log_scale"] = 1e30 }, "log2 scale 1e+30 (must be within ±64)"),
+            (uniform, { $0["zero_point"] = 1 << 30 }, "zero point 1073741824"),
+            (uniform, { $0["scale"] = 0 }, "scale 0.0 (must be a positive number)"),
+            (
+                tgq,
+                {
+                    $0["groups"] = [
+                        ["start": 0, "end": 5, "bits": 17, "scale": 1, "zero_point": 0, "symmetric": false]
+                    ]
+                },
+                "17 bits"
+            ),
+            (weight, { $0["bits"] = 1 }, "1 bits (weights take 2 to 16)"),
+        ]
+        for (point, change, reason) in cases {
+            var root = try JSONSerialization.jsonObject(with: encoded) as! [String: Any]
+            let section = point == weight ? "weights" : "activations"
+            var entries = root[section] as! [String: Any]
+            var entry = entries[point] as! [String: Any]
+            change(&entry)
+            entries[point] = entry
+            root[section] = entries
+            try JSONSerialization.data(withJSONObject: root).write(to: URL(fileURLWithPath: path))
+            #expect { try CalibrationFile(contentsOf: path) } throws: {
+                "\($0)".hasPrefix(path) && "\($0)".contains("\(point): ") && "\($0)".contains(reason)
+            }
+        }
+    }
+
+    @Test("a damaged export is refused with the reason, whichever parameter is damaged")
+    func damagedExport() throws {
+        let (model, plan) = try microPlan()
+        let directory = Fixtures.temporaryDirectory()
+        try QuantizedModelFile.write(
+            plan: plan, source: try CheckpointFile.open(Fixtures.bundled("vim-official-init/vim_micro.pth")),
+            configuration: model.configuration, weights: model.weights, to: directory + "/m.safetensors")
+        let file = try SafetensorsFile(path: directory + "/m.safetensors")
+        let tensors = try file.tensorNames.map { try file.rawTensor(named: $0) }
+        _ = try QuantizedModelFile.read(directory + "/m.safetensors")
+        let (ltsq, uniform, tgq) = (
+            firstPoint(of: "ltsq", in: plan), firstPoint(of: "uniform", in: plan), firstPoint(of: "tgq", in: plan)
+        )
+        let weight = plan.weights.first { $0.1.bits == 4 }!.0.description
+        func weightInfo(_ change: @escaping (inout [String: Any]) -> Void) -> (inout [String: Any]) -> Void {
+            { description in
+                var weights = description["weights"] as! [String: Any]
+                var info = weights[weight] as! [String: Any]
+                change(&info)
+                weights[weight] = info
+                description["weights"] = weights
+            }
+        }
+        let tokens = model.configuration.tokenCount
+        let cases: [(String, RawTensor?, ((inout [String: Any]) -> Void)?, String)] = [
+            ("act.\(ltsq).log_scale", RawTensor(name: "", Tensor(shape: [1], scalars: [1e30])), nil, "log2 scale"),
+            ("act.\(uniform).scale", RawTensor(name: "", Tensor(shape: [0], scalars: [])), nil, "holds 0 values"),
+            ("act.\(uniform).zero_point", RawTensor(name: "", Tensor(shape: [1], scalars: [0])), nil, "expected 1 I32"),
+            (
+                "act.\(tgq).boundaries",
+                RawTensor(
+                    name: "", int32: [0] + (1..<plan.settings.groups).map { Int32(tokens - $0) } + [Int32(tokens)],
+                    shape: [plan.settings.groups + 1]), nil, "do not split"
+            ),
+            ("", nil, weightInfo { $0["bits"] = 1 }, "\(weight): 1 bits"),
+            ("", nil, weightInfo { $0["packing"] = "int16" }, "packing 'int16' for 4 bits"),
+            ("", nil, weightInfo { $0["shape"] = [0, 4] }, "does not have"),
+        ]
+        for (name, replacement, change, reason) in cases {
+            var metadata = file.metadata
+            if let change {
+                var description =
+                    try JSONSerialization.jsonObject(with: Data(metadata["qmamba"]!.utf8)) as! [String: Any]
+                change(&description)
+                metadata["qmamba"] = String(
+                    decoding: try JSONSerialization.data(withJSONObject: description), as: UTF8.self)
+            }
+            let damaged = tensors.map { tensor in
+                guard tensor.name == name, var replacement else { return tensor }
+                replacement.name = name
+                return replacement
+            }
+            #expect(replacement == nil || damaged != tensors, "\(name) is not in the export")
+            let path = directory + "/damaged.safetensors"
+            try SafetensorsFile.write(damaged, metadata: metadata, to: path)
+            #expect { try QuantizedModelFile.read(path) } throws: {
+                "\($0)".contains(path) && "\($0)".contains(reason)
             }
         }
     }

@@ -147,12 +147,8 @@ enum Calibration {
     /// The sampling of `--scan-sampling`, checked against the model's state size.
     static func scanSampling(_ arguments: ParsedArguments, model: VimModel) throws -> ScanSampling {
         let stride = try arguments.integer("scan-sampling")!
-        let states = model.configuration.stateSize
-        guard ScanSampling.strides.contains(stride), states % stride == 0 else {
-            let choices = ScanSampling.strides.filter { states % $0 == 0 }.map(String.init).joined(separator: ", ")
-            throw CommandLineError.invalidValue(
-                option: "scan-sampling", value: String(stride),
-                reason: "expected one of \(choices) (a power of two dividing the model's d_state, \(states))")
+        if let problem = ScanSampling.problem(stride: stride, states: model.configuration.stateSize) {
+            throw CommandLineError.invalidValue(option: "scan-sampling", value: String(stride), reason: problem)
         }
         return ScanSampling(stride: stride)
     }
