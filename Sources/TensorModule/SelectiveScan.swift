@@ -260,12 +260,10 @@ private struct UniformSnap: LaneSnap {
 }
 
 private struct LogarithmicSnap: LaneSnap {
-    let grid: LogarithmicGrid
-    let carry: SIMD8<UInt32>
-    init(grid: LogarithmicGrid) { (self.grid, carry) = (grid, grid.carryLanes) }
+    let grid: LogarithmicGrid.LaneParameters
     @inline(__always) mutating func enter(step: Int) {}
     @_transparent mutating func snap(_ discreteA: Lanes, state: Int, recording: inout Void) -> Lanes {
-        grid.snap(discreteA, carry: carry)
+        LogarithmicGrid.snap(discreteA, grid)
     }
 }
 
@@ -495,7 +493,7 @@ private func withSnap<C: SnapConsumer>(_ grid: ScanStepGrid, _ consumer: C) -> [
     switch grid {
     case .none: return consumer.consume(Unquantized())
     case .uniform(let g): return consumer.consume(UniformSnap(grid: g))
-    case .logarithmic(let g): return consumer.consume(LogarithmicSnap(grid: g))
+    case .logarithmic(let g): return consumer.consume(LogarithmicSnap(grid: g.laneParameters))
     case .perTimeStep(let gs): return consumer.consume(PerStepSnap(grids: gs, current: gs[0]))
     }
 }
