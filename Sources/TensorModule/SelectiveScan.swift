@@ -539,13 +539,16 @@ private struct SnapHidden<A: LaneSnap, B: LaneSnap>: SnapConsumer {
 /// channel group through all of time instead reads each row at a stride of E floats, which defeats
 /// the hardware prefetcher at every page: a third of the kernel's time went to waiting on those loads.
 /// (Carrying blocks of 64 channels through all of time, so that their A and h stay in the L1 cache,
-/// was slower still.) Within a group and with snaps, Ā_t of every state is computed first, then
-/// B̄_t x_t, and the state updates after: one snapped update is a long chain of dependent operations,
-/// and the processor's reorder window overlaps more of these shorter loops than of one fused loop
-/// (the fused loop made the W4A4 pass 9 % slower). When every quantity is only observed (the fp32
-/// scan, and calibration's recording passes) the fused loop is faster, as it keeps Ā_t and B̄_t x_t in
-/// registers (fp32 scan ≈ 5 % faster), and the range pass with it went from 1.4–1.8× to 1.0–1.4× the
-/// fp32 time; both loops do the same arithmetic.
+/// was slower still.)
+///
+/// Within a group, the exp2 of every state's Ā_t comes first, in a loop of its own (but for the
+/// histogram pass, `LaneSnap.exponentialsFirst`). With snaps, Ā_t of every state is then snapped,
+/// then B̄_t x_t computed, and the state updates come last: one snapped update is a long chain of
+/// dependent operations, and the processor's reorder window overlaps more of these shorter loops than
+/// of one fused loop (the fused loop made the W4A4 pass 9 % slower; the exp2 loop of its own took the
+/// W4A4 scan of Vim-T's shapes from 7.95 to 6.9–7.1 ms in a harness). When every quantity is only
+/// observed (the fp32 scan, and calibration's recording passes) the rest is one fused loop, which keeps
+/// B̄_t x_t in registers: three loops there were 10–15 % slower. All arrangements do the same arithmetic.
 private func scanKernel<A: LaneSnap, B: LaneSnap, H: LaneSnap>(
     _ operands: ScanOperands, _ snapA: A, _ snapB: B, _ snapH: H
 ) -> (y: [Float], snaps: (A, B, H)) {
