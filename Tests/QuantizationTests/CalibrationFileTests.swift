@@ -86,13 +86,17 @@ struct CalibrationFileTests {
         }
     }
 
-    /// A W4A4 `qmamba` plan of the micro model with LtSQ on every Ā.
-    func microPlan() throws -> (VimModel, QuantizationPlan) {
+    /// The micro model and the plan `method` fits to its statistics with `bits`-bit weights and
+    /// activations (`edgeBits` at the edge layers, their default when nil), LtSQ on every Ā it allows.
+    func microPlan(_ method: String = "qmamba", bits: Int = 4, edgeBits: Int? = nil) throws -> (
+        VimModel, QuantizationPlan
+    ) {
         let (model, statistics) = try microStatistics()
-        var settings = QuantizationSettings(weightBits: 4, activationBits: 4)
+        var settings = QuantizationSettings(weightBits: bits, activationBits: bits)
         settings.ltsqThreshold = 0
+        if let edgeBits { settings.edgeBits = edgeBits }
         let plan = try QuantizationPlan.fit(
-            statistics: statistics, weights: model.weights, method: try CalibrationMethod.named("qmamba"),
+            statistics: statistics, weights: model.weights, method: try CalibrationMethod.named(method),
             settings: settings)
         return (model, plan)
     }
@@ -208,12 +212,7 @@ struct CalibrationFileTests {
 
     @Test("fake quantization at 16 bits changes the logits very little; the plan's weights lie on their grids")
     func sixteenBits() throws {
-        let (model, statistics) = try microStatistics()
-        var settings = QuantizationSettings(weightBits: 16, activationBits: 16)
-        settings.edgeBits = 16
-        let plan = try QuantizationPlan.fit(
-            statistics: statistics, weights: model.weights, method: try CalibrationMethod.named("minmax"),
-            settings: settings)
+        let (model, plan) = try microPlan("minmax", bits: 16, edgeBits: 16)
         let input = try NumPyArray(contentsOf: Fixtures.bundled("vim-official-init/vim_micro_input.npy")).tensor
         let reference = try model(input)
         let quantized = VimModel(configuration: model.configuration, weights: plan.quantizedWeights(model.weights))
@@ -228,12 +227,7 @@ struct CalibrationFileTests {
         "quantization fused into the kernels gives the step-by-step hooks' logits bit for bit",
         arguments: ["qmamba", "mse", "mse+tgq-dp", "qmamba-search"])
     func fusedQuantization(_ name: String) throws {
-        let (model, statistics) = try microStatistics()
-        var settings = QuantizationSettings(weightBits: 4, activationBits: 4)
-        settings.ltsqThreshold = 0
-        let plan = try QuantizationPlan.fit(
-            statistics: statistics, weights: model.weights, method: try CalibrationMethod.named(name),
-            settings: settings)
+        let (model, plan) = try microPlan(name)
         let kinds = Set(plan.activations.map(\.quantizer.kind))
         if name.hasPrefix("qmamba") { #expect(kinds.isSuperset(of: ["ltsq", "tgq"]), "\(kinds)") }
         let input = try NumPyArray(contentsOf: Fixtures.bundled("vim-official-init/vim_micro_input.npy")).tensor
