@@ -193,9 +193,10 @@ public enum QuantizedModelFile {
         }
         var activations: [(ObservationPoint, ActivationQuantizer)] = []
         for (point, _) in QuantizationPoints.activations(depth: configuration.depth) {
+            // A plan quantizes every point, so an export without one is damaged, not partial.
             guard let info = activationInfo["\(point)"], let kind = info["kind"] as? String,
                 let bits = info["bits"] as? Int
-            else { continue }
+            else { throw invalid("no activation quantizer (kind and bits) for \(point)") }
             let prefix = "act.\(point)."
             let symmetric = info["symmetric"] as? Bool ?? false
             func uniform(scale: Float, zeroPoint: Int) throws -> UniformQuantizer {

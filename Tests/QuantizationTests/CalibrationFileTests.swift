@@ -186,6 +186,14 @@ struct CalibrationFileTests {
             ("", nil, weightInfo { $0["bits"] = 1 }, "\(weight): 1 bits"),
             ("", nil, weightInfo { $0["packing"] = "int16" }, "packing 'int16' for 4 bits"),
             ("", nil, weightInfo { $0["shape"] = [0, 4] }, "does not have"),
+            (
+                "", nil,
+                { description in
+                    var activations = description["activations"] as! [String: Any]
+                    activations[uniform] = ["kind": "uniform"]
+                    description["activations"] = activations
+                }, "no activation quantizer (kind and bits) for \(uniform)"
+            ),
         ]
         for (name, replacement, change, reason) in cases {
             var metadata = file.metadata
