@@ -398,6 +398,12 @@ private struct BinRecorder: LaneSnap {
     private var group = 0
     /// How many registers of bins are queued.
     private var queuedCount = 0
+    /// How many of the last queued log-distance registers still hold the values themselves (their bits),
+    /// waiting to be binned together.
+    private var unbinnedLogDistances = 0
+    /// The log distance (a logarithm, ~45 operations on one chain) is binned in batches of at least this
+    /// many registers: one register per group at stride 16 held up the next group's scan behind it.
+    private static var logDistanceBatch: Int { 16 }
 
     init(_ binning: QuantityBinning, states: Int) {
         let bins = binning.grids[0].bins
@@ -456,21 +462,32 @@ private struct BinRecorder: LaneSnap {
         let pending = record + first
         let queued = counters.queued + queuedCount
         for m in 0..<picked { queued[m] = grid.binIndices(pending[m &* stride]) }
-        if let logGrid = binning.logDistance {
+        if binning.logDistance != nil {
             let queuedLogDistances = counters.queuedLogDistances + queuedCount
-            for m in 0..<picked {
-                pending[m &* stride] = negatedBinaryLogarithmOfComplement(pending[m &* stride], cappedAt: logGrid.upper)
-            }
-            for m in 0..<picked { queuedLogDistances[m] = logGrid.binIndices(pending[m &* stride]) }
+            for m in 0..<picked { queuedLogDistances[m] = unsafeBitCast(pending[m &* stride], to: SIMD8<UInt32>.self) }
+            unbinnedLogDistances += picked
         }
         queuedCount += picked
+        if unbinnedLogDistances >= Self.logDistanceBatch { binLogDistances() }
         if width < 8 { countQueued(lanes: width) }
     }
 
     @inline(__always) mutating func finish() { countQueued(lanes: 8) }
 
+    /// Replaces the values at the end of the log-distance queue by the bins of their log distances.
+    private mutating func binLogDistances() {
+        guard let logGrid = binning.logDistance else { return }
+        let queue = counters.queuedLogDistances
+        for i in (queuedCount - unbinnedLogDistances)..<queuedCount {
+            let values = unsafeBitCast(queue[i], to: Lanes.self)
+            queue[i] = logGrid.binIndices(negatedBinaryLogarithmOfComplement(values, cappedAt: logGrid.upper))
+        }
+        unbinnedLogDistances = 0
+    }
+
     /// Counts the first `lanes` bins of every queued register, and empties the queue.
     private mutating func countQueued(lanes: Int) {
+        binLogDistances()
         func count(_ queue: UnsafeMutablePointer<SIMD8<UInt32>>, into counts: UnsafeMutablePointer<Int64>) {
             for i in 0..<queuedCount { BinGrid.increment(counts, bins: queue[i], width: lanes) }
         }
