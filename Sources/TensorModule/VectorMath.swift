@@ -134,8 +134,11 @@ public func negatedBinaryLogarithmsOfComplement(_ values: [Float], cappedAt cap:
 /// Written as max(v, 0) + ln(1 + t) with t = e^−|v| in (0, 1], which never overflows, and
 /// ln(1 + t) = 2·atanh(s) with s = t / (2 + t) ≤ ⅓: the odd series of atanh to s^13 is within
 /// 2e−8 of it, and keeps tiny t (very negative v) at full relative accuracy, as log1p does.
-@inline(__always) func softplus(_ v: Lanes) -> Lanes {
-    let t = exponentialOfNonPositive(-magnitude(v))
+///
+/// In two parts, t first (`negatedMagnitudeExponential`), so that a caller can compute t for a whole
+/// row before the rest: each part is a shorter chain of dependent operations, and the processor
+/// overlaps more of them (`Activation.softplus`).
+@inline(__always) func softplus(_ v: Lanes, negatedMagnitudeExponential t: Lanes) -> Lanes {
     let s = t / (2 + t)
     let w = s * s
     var p = Lanes(repeating: 2 / 13)
@@ -148,6 +151,9 @@ public func negatedBinaryLogarithmsOfComplement(_ values: [Float], cappedAt cap:
     let result = v.replacing(with: 0, where: v .< 0) + logarithmOfOnePlusT
     return result.replacing(with: v, where: v .> 20)
 }
+
+/// e^−|v|, the first part of `softplus`.
+@inline(__always) func negatedMagnitudeExponential(_ v: Lanes) -> Lanes { exponentialOfNonPositive(-magnitude(v)) }
 
 /// SiLU(v) = v·σ(v) = v / (1 + e^−v), computed with t = e^−|v| as v / (1 + t) for v ≥ 0 and
 /// v·t / (1 + t) below, so the exponential never overflows.
