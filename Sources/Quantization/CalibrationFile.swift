@@ -177,9 +177,9 @@ public struct CalibrationFile: Sendable {
         let model = try reader.object(root, "model")
         let configurationObject = try reader.object(model, "configuration")
         let configurationData = try JSONSerialization.data(withJSONObject: configurationObject)
-        guard let configuration = try? JSONDecoder().decode(VimConfiguration.self, from: configurationData) else {
-            throw invalid("model.configuration is not a Vim configuration")
-        }
+        guard let configuration = try? JSONDecoder().decode(VimConfiguration.self, from: configurationData),
+            (try? configuration.validate()) != nil
+        else { throw invalid("model.configuration is not a valid Vim configuration") }
         let calibration = try reader.object(root, "calibration")
         let settingsObject = try reader.object(root, "settings")
         var settings = QuantizationSettings(
@@ -195,6 +195,11 @@ public struct CalibrationFile: Sendable {
             throw invalid("\(error)")
         }
         let activationObject = try reader.object(root, "activations")
+        // Every layer has activation entries, so this bounds the points listed below by the file's size.
+        guard configuration.depth <= activationObject.count else {
+            throw invalid(
+                "model.configuration has depth \(configuration.depth) for \(activationObject.count) activations")
+        }
         var activations: [(ObservationPoint, ActivationQuantizer)] = []
         var medians: [ObservationPoint: Float] = [:]
         for (point, _) in QuantizationPoints.activations(depth: configuration.depth) {

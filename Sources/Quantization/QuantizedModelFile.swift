@@ -128,7 +128,11 @@ public enum QuantizedModelFile {
             let activationInfo = object["activations"] as? [String: [String: Any]],
             let methodName = object["method"] as? String, let setting = object["setting"] as? String
         else { throw invalid("the 'qmamba' metadata is missing or of another version") }
-        let configuration = try JSONDecoder().decode(VimConfiguration.self, from: Data(configurationText.utf8))
+        // Every layer has quantized weights, so the depth is bounded by the file's size before any
+        // per-layer list is built.
+        guard let configuration = try? JSONDecoder().decode(VimConfiguration.self, from: Data(configurationText.utf8)),
+            (try? configuration.validate()) != nil, configuration.depth <= weightInfo.count
+        else { throw invalid("the 'configuration' metadata is not a valid Vim configuration for its weights") }
         var settings = try QuantizationSettings(named: setting)
         settings.edgeBits = object["edge_bits"] as? Int ?? settings.edgeBits
         settings.groups = object["groups"] as? Int ?? settings.groups

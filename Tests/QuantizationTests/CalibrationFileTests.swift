@@ -147,6 +147,17 @@ struct CalibrationFileTests {
                 "\($0)".hasPrefix(path) && "\($0)".contains("\(point): ") && "\($0)".contains(reason)
             }
         }
+        // A depth that no model has, or one that would list a trillion layers' points.
+        for (depth, reason) in [(-1, "not a valid Vim configuration"), (1_000_000_000_000, "has depth 1000000000000")] {
+            var root = try JSONSerialization.jsonObject(with: encoded) as! [String: Any]
+            var modelObject = root["model"] as! [String: Any]
+            var configuration = modelObject["configuration"] as! [String: Any]
+            configuration["depth"] = depth
+            modelObject["configuration"] = configuration
+            root["model"] = modelObject
+            try JSONSerialization.data(withJSONObject: root).write(to: URL(fileURLWithPath: path))
+            #expect { try CalibrationFile(contentsOf: path) } throws: { "\($0)".contains(reason) }
+        }
     }
 
     @Test("a damaged export is refused with the reason, whichever parameter is damaged")
@@ -214,6 +225,19 @@ struct CalibrationFileTests {
             try SafetensorsFile.write(damaged, metadata: metadata, to: path)
             #expect { try QuantizedModelFile.read(path) } throws: {
                 "\($0)".contains(path) && "\($0)".contains(reason)
+            }
+        }
+        for depth in [-1, 1_000_000_000_000] {
+            var metadata = file.metadata
+            var configuration =
+                try JSONSerialization.jsonObject(with: Data(metadata["configuration"]!.utf8)) as! [String: Any]
+            configuration["depth"] = depth
+            metadata["configuration"] = String(
+                decoding: try JSONSerialization.data(withJSONObject: configuration), as: UTF8.self)
+            let path = directory + "/damaged.safetensors"
+            try SafetensorsFile.write(tensors, metadata: metadata, to: path)
+            #expect { try QuantizedModelFile.read(path) } throws: {
+                "\($0)".contains("not a valid Vim configuration for its weights")
             }
         }
     }
