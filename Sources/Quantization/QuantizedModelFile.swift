@@ -165,8 +165,9 @@ public enum QuantizedModelFile {
             if let problem = WeightQuantization.problem(bits: bits, scales: scales) {
                 throw invalid("\(key): \(problem)")
             }
-            guard packing == Self.packing(bits: bits) else {
-                throw invalid("\(key): packing '\(packing)' for \(bits) bits, expected '\(Self.packing(bits: bits))'")
+            let expectedPacking = Self.packing(bits: bits)
+            guard packing == expectedPacking else {
+                throw invalid("\(key): packing '\(packing)' for \(bits) bits, expected '\(expectedPacking)'")
             }
             let rows = scales.count
             guard rows > 0, shape.allSatisfy({ $0 > 0 }), shape.reduce(1, *) % rows == 0 else {

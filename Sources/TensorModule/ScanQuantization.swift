@@ -110,7 +110,7 @@ public struct UniformGrid: Sendable, Equatable {
 /// The code is found from the bits of g = 1 − Ā = 2^E · f (f ∈ [1, 2)) rather than a rounded log2:
 /// with m = log2 s + ½ = M + r (M an integer, r ∈ [0, 1)), q = M − E − [f > 2^r]. One comparison per
 /// element, exact up to the float value of 2^r. The value is 1 − fl(s) · 2^−q with 2^−q built from
-/// its bits (exact). Ā ≥ 1 and NaN take the highest code. The vectorised form (`snap(_: Lanes)`) gives
+/// its bits (exact). Ā ≥ 1 and NaN take the highest code. The vectorised form (`snap(_:_:)`) gives
 /// the scalar form's bits (but for NaN).
 public struct LogarithmicGrid: Sendable, Equatable {
     /// Bit width: codes 0 … 2^b − 1.

@@ -352,7 +352,8 @@ private struct BinRecorder: LaneSnap {
         let storage: UnsafeMutablePointer<Int64>
         /// The current channel group's values, one register per state.
         let pending: UnsafeMutablePointer<Lanes>
-        /// Bins waiting to be counted on the grid, and on the log-distance grid.
+        /// Bins waiting to be counted on the grid, and on the log-distance grid (whose last registers may
+        /// still hold the values themselves, as bits, until `binLogDistances`).
         let queued: UnsafeMutablePointer<SIMD8<UInt32>>
         let queuedLogDistances: UnsafeMutablePointer<SIMD8<UInt32>>
         let capacity: Int
@@ -363,8 +364,9 @@ private struct BinRecorder: LaneSnap {
             pending.initialize(repeating: Lanes(repeating: 0), count: states)
             // 4 KiB per queue: a step's bins at stride 16 for Vim-T, and well within the L1 cache.
             capacity = Swift.max(128, states)
-            // One register past the end of each queue holds a value no bin takes, checked when the
-            // counts are read: the kernel has no bounds checks, and an overflow would corrupt silently.
+            // One register past the end of each queue holds bits that neither a bin nor the scan's
+            // arithmetic makes (a NaN with every payload bit set), checked when the counts are read:
+            // the kernel has no bounds checks, and an overflow would corrupt silently.
             queued = .allocate(capacity: capacity + 1)
             queuedLogDistances = .allocate(capacity: capacity + 1)
             queued[capacity] = Self.guardValue

@@ -158,7 +158,7 @@ public func negatedBinaryLogarithmsOfComplement(_ values: [Float], cappedAt cap:
 /// SiLU(v) = v·σ(v) = v / (1 + e^−v), computed with t = e^−|v| as v / (1 + t) for v ≥ 0 and
 /// v·t / (1 + t) below, so the exponential never overflows.
 @inline(__always) func silu(_ v: Lanes) -> Lanes {
-    let t = exponentialOfNonPositive(-magnitude(v))
+    let t = negatedMagnitudeExponential(v)
     return v.replacing(with: v * t, where: v .< 0) / (1 + t)
 }
 
