@@ -13,8 +13,8 @@ public struct CalibrationStatistics: Sendable {
     public static let tensorBins = 2048
     /// Bins of a per-time-step histogram of h.
     public static let stepBins = 256
-    /// Bins of the histogram of −log2(1 − Ā) over [0, 32].
-    public static let logBins = 2048
+    /// The grid of the histogram of −log2(1 − Ā): 64 bins per octave over [0, 32].
+    public static let logDistanceGrid = LogDistanceGrid(octaves: Int(LongTailedSkewnessQuantizer.maximumLogDistance))
 
     /// The statistics of one point.
     public struct Point: Sendable {
@@ -91,7 +91,7 @@ public struct CalibrationStatistics: Sendable {
             }
             if points[i].role == .discreteA {
                 points[i].logHistogram = Histogram(
-                    lower: 0, upper: LongTailedSkewnessQuantizer.maximumLogDistance, bins: Self.logBins)
+                    lower: 0, upper: Self.logDistanceGrid.upper, bins: Self.logDistanceGrid.bins)
             }
         }
     }
@@ -185,7 +185,8 @@ public final class StatisticsObserver: ForwardHooks {
             let i = statistics.index[ObservationPoint(layer: layer, direction: direction, site)]!
             let point = statistics.points[i]
             return QuantityBinning(
-                grids: point.histograms.map(\.grid), logDistance: point.logHistogram?.grid,
+                grids: point.histograms.map(\.grid),
+                logDistance: point.logHistogram == nil ? nil : CalibrationStatistics.logDistanceGrid,
                 sampling: statistics.scanSampling)
         }
         return ScanBinning(

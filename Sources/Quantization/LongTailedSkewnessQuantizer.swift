@@ -43,15 +43,6 @@ public struct LongTailedSkewnessQuantizer: Equatable, Sendable {
         self.logScale = logScale
     }
 
-    /// −log2(1 − Ā) of every Ā, the coordinate LtSQ rounds in (capped at `maximumLogDistance`; NaN
-    /// stays NaN).
-    ///
-    /// Calibration's scan kernel counts these same values lane by lane, on the log-distance histogram
-    /// over [0, `maximumLogDistance`] (see `QuantityBinning.logDistance`).
-    public static func logDistances(_ discreteA: [Float]) -> [Float] {
-        negatedBinaryLogarithmsOfComplement(discreteA, cappedAt: maximumLogDistance)
-    }
-
     /// The code of a log distance u = −log2(1 − Ā).
     @inline(__always) public func code(logDistance u: Float) -> Int {
         let q = (u + logScale).rounded(.toNearestOrEven)

@@ -263,14 +263,14 @@ public struct ScanSampling: Sendable, Equatable {
 public struct QuantityBinning: Sendable, Equatable {
     /// One grid for every step, or one per time step (indexed by step); all with the same number of bins.
     public var grids: [BinGrid]
-    /// When set, −log2(1 − v) of every counted value (capped at this grid's upper edge, NaN kept, as
-    /// `negatedBinaryLogarithmsOfComplement`) is counted on it too: LtSQ's coordinate for Ā.
-    public var logDistance: BinGrid?
+    /// When set, the distance below 1 of every counted value, −log2(1 − v), is counted on it too:
+    /// LtSQ's coordinate for Ā.
+    public var logDistance: LogDistanceGrid?
     /// Which values are counted; the number of states must be a multiple of its stride.
     public var sampling: ScanSampling
 
     /// Counting the values `sampling` picks on `grids`, and on `logDistance` by log distance.
-    public init(grids: [BinGrid], logDistance: BinGrid? = nil, sampling: ScanSampling = .everyValue) {
+    public init(grids: [BinGrid], logDistance: LogDistanceGrid? = nil, sampling: ScanSampling = .everyValue) {
         precondition(!grids.isEmpty)
         self.grids = grids
         self.logDistance = logDistance

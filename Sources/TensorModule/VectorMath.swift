@@ -74,61 +74,6 @@ let binaryLogarithmOfE: Float = 1.442_695_04
     values.replacing(with: .nan, where: values .!= values)
 }
 
-/// ln(x) for eight lanes of positive, finite x, accurate to about 1 ulp.
-///
-/// x = m·2^e with m in [√½, √2); ln m from the Cephes minimax polynomial in f = m − 1, and e·ln2
-/// added in two parts (Cody–Waite) so the sum stays exact.
-@_transparent func logarithm(_ x: Lanes) -> Lanes {
-    let bits = unsafeBitCast(x, to: SIMD8<UInt32>.self)
-    // The biased exponent as a float, exactly: its 8 bits placed in the mantissa of 2^23, minus 2^23.
-    // (SIMD integer selects and int-to-float lane conversions compile to per-lane loops.)
-    var e = unsafeBitCast(((bits &>> 23) & 0xFF) | 0x4B00_0000, to: Lanes.self) - (8_388_608 + 127)
-    var mantissa = unsafeBitCast((bits & 0x007F_FFFF) | 0x3F80_0000, to: Lanes.self)
-    let large = mantissa .> 1.414_213_56
-    mantissa = mantissa.replacing(with: mantissa * 0.5, where: large)
-    e = e.replacing(with: e + 1, where: large)
-    let f = mantissa - 1
-    let z = f * f
-    var p = Lanes(repeating: 7.037_683_629_2e-2)
-    p = Lanes(repeating: -1.151_461_031_0e-1).addingProduct(p, f)
-    p = Lanes(repeating: 1.167_699_874_0e-1).addingProduct(p, f)
-    p = Lanes(repeating: -1.242_014_084_6e-1).addingProduct(p, f)
-    p = Lanes(repeating: 1.424_932_278_7e-1).addingProduct(p, f)
-    p = Lanes(repeating: -1.666_805_766_5e-1).addingProduct(p, f)
-    p = Lanes(repeating: 2.000_071_476_5e-1).addingProduct(p, f)
-    p = Lanes(repeating: -2.499_999_399_3e-1).addingProduct(p, f)
-    p = Lanes(repeating: 3.333_333_117_4e-1).addingProduct(p, f)
-    var y = f * z * p
-    y = y.addingProduct(e, -2.121_944_4e-4)
-    y = y.addingProduct(z, -0.5)
-    return (f + y).addingProduct(e, 0.693_359_375)
-}
-
-/// min(−log2(1 − x), cap) for every element, eight at a time: the distance of x below 1 in octaves
-/// (LtSQ's coordinate for Ā), from `logarithm` · log2(e), within about 2 ulp.
-///
-/// x ≥ 1 gives `cap`; NaN stays NaN.
-public func negatedBinaryLogarithmsOfComplement(_ values: [Float], cappedAt cap: Float) -> [Float] {
-    var out = values
-    out.withUnsafeMutableBufferPointer { p in
-        forEachLanes(count: p.count) { i, n in
-            storePartial(
-                negatedBinaryLogarithmOfComplement(loadPartial(p.baseAddress! + i, n), cappedAt: cap),
-                p.baseAddress! + i, n)
-        }
-    }
-    return out
-}
-
-/// `negatedBinaryLogarithmsOfComplement` of eight lanes: what the scan's histogram pass bins Ā by.
-@_transparent func negatedBinaryLogarithmOfComplement(_ values: Lanes, cappedAt cap: Float) -> Lanes {
-    let gap = 1 - values
-    let positive = gap .> 0
-    var distance = -(logarithm(gap.replacing(with: 1, where: .!positive)) * binaryLogarithmOfE)
-    distance = distance.replacing(with: cap, where: .!positive .| (distance .> cap))
-    return distance.replacing(with: gap, where: gap .!= gap)
-}
-
 /// softplus(v) = ln(1 + e^v), and v itself above PyTorch's threshold of 20.
 ///
 /// Written as max(v, 0) + ln(1 + t) with t = e^−|v| in (0, 1], which never overflows, and

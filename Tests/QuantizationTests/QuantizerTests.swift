@@ -53,11 +53,8 @@ struct QuantizerTests {
         let cases: [(Float, Int, Float)] = [
             (0.3, 1, 0.5), (0.9, 3, 0.875), (0.999, 10, 1 - exp2(-10)), (1.0, 15, 1 - exp2(-15)),
         ]
-        #expect(
-            LongTailedSkewnessQuantizer.logDistances([1, 1.5, 0.75, 0, 1 - exp2(-24)]) == [32, 32, 2, 0, 24])
-        #expect(LongTailedSkewnessQuantizer.logDistances([.nan])[0].isNaN)
         for (discreteA, code, value) in cases {
-            #expect(ltsq.code(logDistance: LongTailedSkewnessQuantizer.logDistances([discreteA])[0]) == code)
+            #expect(ltsq.code(logDistance: Float(-log2(1 - Double(discreteA)))) == code)
             #expect(ltsq.fakeQuantize(discreteA) == value)
         }
     }
@@ -91,8 +88,11 @@ struct QuantizerTests {
                 ? Float.random(in: 0...0.9, using: &generator)
                 : 1 - exp2(Float.random(in: -14 ... -4, using: &generator))
         }
-        var logHistogram = Histogram(lower: 0, upper: LongTailedSkewnessQuantizer.maximumLogDistance, bins: 2048)
-        logHistogram.add(LongTailedSkewnessQuantizer.logDistances(samples))
+        let logGrid = CalibrationStatistics.logDistanceGrid
+        var logCounts = [Int64](repeating: 0, count: logGrid.bins)
+        samples.withUnsafeBufferPointer { v in logCounts.withUnsafeMutableBufferPointer { logGrid.count(v, into: $0) } }
+        var logHistogram = Histogram(lower: 0, upper: logGrid.upper, bins: logGrid.bins)
+        logHistogram.add(counts: logCounts)
         let linear = WeightedSamples([histogram(samples)])
         let ltsq = Fitting.longTailed(logHistogram, bits: bits, search: false)
         let searched = Fitting.longTailed(logHistogram, bits: bits, search: true)

@@ -73,25 +73,49 @@ struct KernelTests {
         #expect(binaryExponentialOfNonPositive(canonicalisingNaN(Lanes(repeating: -payloadNaN)))[0].isNaN)
     }
 
-    @Test("−log2(1 − x) is within 3 ulp of the double-precision value, capped, with NaN kept")
-    func complementLogarithmAccuracy() {
-        // 1 − x runs over every octave from 2^−24 (x just below 1) up to large values (x very negative).
-        var values: [Float] = [0, 0.5, 0.75, Float(1).nextDown, -1]
-        var gap = Float(1).ulp / 2
-        while gap < 1e38 {
-            values.append(1 - gap)
-            gap *= 1.0173
+    @Test("every 2^(j/64) lies far enough from single-precision mantissas for doubles to place it")
+    func logDistanceThresholdMargins() {
+        for j in 1..<LogDistanceGrid.binsPerOctave {
+            let position = (exp2(Double(j) / 64) - 1) * 0x80_0000
+            let margin = min(position - position.rounded(.down), position.rounded(.up) - position)
+            #expect(margin > 1e-3, "2^(\(j)/64) is \(margin) of a mantissa step from one")
         }
-        let distances = negatedBinaryLogarithmsOfComplement(values, cappedAt: 1000)
-        for (v, distance) in zip(values, distances) {
-            let reference = -Foundation.log2(1 - Double(v))
-            let ulp = Double(Float(reference).ulp)
-            #expect(
-                abs(Double(distance) - reference) <= 3 * ulp, "−log2(1 − \(v)) = \(distance), expected \(reference)")
+        #expect(LogDistanceGrid.mantissaThresholds.first == 1)
+    }
+
+    @Test("the log-distance bin is ⌊64·(−log2(1 − Ā))⌋ of the float gap at every bin edge, with the specials")
+    func logDistanceBins() {
+        let grid = LogDistanceGrid(octaves: 32)
+        func expected(_ discreteA: Float) -> Int {
+            let gap = 1 - discreteA
+            guard gap > 0 else { return gap.isNaN ? 0 : grid.bins - 1 }
+            return min(max(Int((-64 * log2(Double(gap))).rounded(.down)), 0), grid.bins - 1)
         }
-        #expect(distances[0] == 0 && distances[1] == 1 && distances[2] == 2 && distances[3] == 24)
-        #expect(negatedBinaryLogarithmsOfComplement([1, 2, 0.75], cappedAt: 1.5) == [1.5, 1.5, 1.5])
-        #expect(negatedBinaryLogarithmsOfComplement([.nan], cappedAt: 32)[0].isNaN)
+        // Around the Ā of every edge i/64 up to the last float below 1 (u = 24).
+        var values: [Float] = []
+        for edge in 0...(24 * 64) {
+            var discreteA = Float(1 - exp2(-Double(edge) / 64))
+            discreteA = discreteA.nextDown.nextDown
+            for _ in 0..<5 {
+                values.append(discreteA)
+                discreteA = discreteA.nextUp
+            }
+        }
+        for value in values where value <= 1 {
+            #expect(grid.bin(value) == expected(value), "Ā = \(value)")
+        }
+        let specials: [(Float, Int)] = [
+            (1, 2047), (1.5, 2047), (.infinity, 2047), (0, 0), (-3, 0), (-.infinity, 0), (.nan, 0), (-.nan, 0),
+            (1 - exp2(-24), 1536), (0.75, 128), (0.5, 64),
+        ]
+        for (value, bin) in specials { #expect(grid.bin(value) == bin, "Ā = \(value)") }
+        // Counting through the vectorised path, with a partial lane group, gives the same bins.
+        let sample = Array(values.prefix(1001)) + specials.map(\.0)
+        var counts = [Int64](repeating: 0, count: grid.bins)
+        sample.withUnsafeBufferPointer { v in counts.withUnsafeMutableBufferPointer { grid.count(v, into: $0) } }
+        var reference = [Int64](repeating: 0, count: grid.bins)
+        for value in sample { reference[grid.bin(value)] += 1 }
+        #expect(counts == reference)
     }
 
     @Test("softplus is within a few ulp of log1p(exp(v)) from -80 to 30, including the threshold at 20")
@@ -298,7 +322,7 @@ struct KernelTests {
                 return BinGrid(lower: low + margin, upper: high - margin, bins: bins)
             }
         }
-        let logGrid = BinGrid(lower: 0, upper: 32, bins: 2048)
+        let logGrid = LogDistanceGrid(octaves: 32)
         let binning = ScanBinning(
             discreteA: QuantityBinning(
                 grids: grids(extremes.discreteA, bins: 64), logDistance: logGrid, sampling: sampling),
@@ -332,8 +356,7 @@ struct KernelTests {
                     }
                 }
                 if let logGrid = quantityBinning.logDistance {
-                    let distances = negatedBinaryLogarithmsOfComplement(values, cappedAt: logGrid.upper)
-                    distances.withUnsafeBufferPointer { v in
+                    values.withUnsafeBufferPointer { v in
                         counts[quantity]!.logDistanceCounts!.withUnsafeMutableBufferPointer {
                             logGrid.count(v, into: $0)
                         }
