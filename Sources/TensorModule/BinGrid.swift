@@ -28,6 +28,9 @@ public struct BinGrid: Sendable, Equatable {
         scale = Float(Double(bins) / (Double(upper) - Double(lower)))
     }
 
+    /// The bin of `value`.
+    public func bin(_ value: Float) -> Int { Int(binIndices(Lanes(repeating: value))[0]) }
+
     /// Adds one to `counts[bin]` for every element of `values`.
     ///
     /// The bins of sixteen registers are computed first and the counters incremented after, reading the

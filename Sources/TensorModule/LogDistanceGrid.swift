@@ -34,26 +34,28 @@ public struct LogDistanceGrid: Sendable, Equatable {
 
     /// The bin of Ā's distance below 1.
     public func bin(_ discreteA: Float) -> Int {
-        Self.withSlices { Int(binIndices(Lanes(repeating: discreteA), slices: $0)[0]) }
+        Int(binIndices(Lanes(repeating: discreteA), slices: Self.slices)[0])
     }
 
     /// Adds one to `counts[bin]` for the distance below 1 of every element of `values`.
     public func count(_ values: UnsafeBufferPointer<Float>, into counts: UnsafeMutableBufferPointer<Int64>) {
         precondition(counts.count == bins)
-        Self.withSlices { slices in
-            forEachLanes(count: values.count) { i, width in
-                let lanes = loadPartial(values.baseAddress! + i, width)
-                BinGrid.increment(counts.baseAddress!, bins: binIndices(lanes, slices: slices), width: width)
-            }
+        let slices = Self.slices
+        forEachLanes(count: values.count) { i, width in
+            let lanes = loadPartial(values.baseAddress! + i, width)
+            BinGrid.increment(counts.baseAddress!, bins: binIndices(lanes, slices: slices), width: width)
         }
     }
 
-    /// The table the vectorised kernels read (`binIndices(_:slices:)`), for `body`.
-    static func withSlices<R>(_ body: (UnsafePointer<UInt32>) -> R) -> R {
-        octaveSlices.withUnsafeBufferPointer { body($0.baseAddress!) }
-    }
+    /// The table `binIndices(_:slices:)` reads (allocated once, never freed).
+    static let slices: UnsafePointer<UInt32> = {
+        let table = UnsafeMutablePointer<UInt32>.allocate(capacity: octaveSlices.count)
+        table.initialize(from: octaveSlices, count: octaveSlices.count)
+        return UnsafePointer(table)
+    }()
 
-    /// The bins of eight Ā, with `slices` from `withSlices`.
+    /// The bins of eight Ā, with `slices` the table `slices` (held by the caller, so that a loop reads
+    /// it without a check that it was made).
     ///
     /// The entries are taken out of the table lane by lane: AVX2's gather was no faster (0.62 against
     /// 0.56 ns per value).
@@ -96,6 +98,74 @@ extension LogDistanceGrid {
         (0..<binsPerOctave).map { j in
             let threshold = exp2(Double(j) / Double(binsPerOctave))
             return Int(((threshold - 1) * 0x80_0000).rounded(.down)) + 1
+        }
+    }
+}
+
+extension LogDistanceGrid {
+    /// For every bin j, the smallest Ā whose bin is j or above (−∞ for bin 0): where the bins change.
+    ///
+    /// Each edge is found from 1 − 2^(−j/64) in double precision and then moved float by float until
+    /// the grid's own bins change there, so the edges are exact whatever the rounding of 1 − Ā.
+    func lowerEdges() -> [Float] {
+        (0..<bins).map { j in
+            guard j > 0 else { return -.infinity }
+            func reaches(_ discreteA: Float) -> Bool { bin(discreteA) >= j }
+            var edge = Float(1 - exp2(-Double(j) / Double(Self.binsPerOctave)))
+            if reaches(edge) {
+                while reaches(edge.nextDown) { edge = edge.nextDown }
+            } else {
+                repeat { edge = edge.nextUp } while !reaches(edge)
+            }
+            return edge
+        }
+    }
+}
+
+/// Counts of Ā on a value grid and on the log-distance grid kept as one count per cell of the two
+/// grids' common refinement, so that the histogram pass increments one counter per Ā instead of two.
+///
+/// Both bins are non-decreasing functions of Ā, and NaN is in bin 0 of both, as the lowest Ā is. So the
+/// sum of Ā's two bins names its cell: as Ā grows, the sum stays the same only while neither bin
+/// changes. The scan counts that sum (4095 counters for two grids of 2048 bins), and `split` gives both
+/// histograms back exactly.
+struct DiscreteARefinement {
+    /// Per cell (the sum of the two bins): the bin on the value grid, and on the log-distance grid; −1
+    /// for a sum no Ā has.
+    private var valueBins: [Int]
+    private var logDistanceBins: [Int]
+
+    /// The counters a refinement of these grids needs.
+    static func cells(values: BinGrid, logDistance: LogDistanceGrid) -> Int { values.bins + logDistance.bins - 1 }
+
+    /// The cells of `values` refined by the log-distance grid whose `lowerEdges()` are `edges`.
+    init(values: BinGrid, logDistanceEdges edges: [Float]) {
+        let cells = values.bins + edges.count - 1
+        valueBins = [Int](repeating: -1, count: cells)
+        logDistanceBins = valueBins
+        // Log-distance bin j holds the Ā in [edges[j], edges[j + 1]), and the value bins of those Ā
+        // run from that of the first to that of the last.
+        for j in edges.indices {
+            let end = j + 1 < edges.count ? edges[j + 1] : nil
+            if let end, end == edges[j] { continue }
+            let lastValue = end?.nextDown ?? .infinity
+            for valueBin in values.bin(edges[j])...values.bin(lastValue) {
+                valueBins[valueBin + j] = valueBin
+                logDistanceBins[valueBin + j] = j
+            }
+        }
+    }
+
+    /// Adds the counts of `cells.count` cells to the value histogram and the log-distance histogram.
+    func split(
+        _ cells: UnsafeBufferPointer<Int64>, intoValues values: inout [Int64], logDistances: inout [Int64]
+    ) {
+        for (cell, count) in cells.enumerated() where count != 0 {
+            guard valueBins[cell] >= 0 else {
+                fatalError("Ā was counted in cell \(cell), which no Ā reaches: a bug in DiscreteARefinement")
+            }
+            values[valueBins[cell]] += count
+            logDistances[logDistanceBins[cell]] += count
         }
     }
 }

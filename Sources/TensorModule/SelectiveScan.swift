@@ -341,7 +341,9 @@ private struct ExtremesRecorder: LaneSnap {
 /// After each channel group it computes the bins of the picked values and queues them; the counters
 /// are incremented from the queue at the end of each time step (or when it is full). Incremented
 /// where the bins are computed, in the group's shadow, the increments held up the next group's scan
-/// (histogram pass at stride 16: 6.9 → 7.2 images/s).
+/// (histogram pass at stride 16: 6.9 → 7.2 images/s). With log distances, each value is counted once,
+/// in its cell of the two grids' common refinement (`DiscreteARefinement`), and the two histograms are
+/// separated when the counts are read.
 private struct BinRecorder: LaneSnap {
     static var isObserver: Bool { true }
     /// The histogram pass is faster with exp2 in the fused loop (harness at stride 16: 7.5 against
@@ -352,30 +354,25 @@ private struct BinRecorder: LaneSnap {
         let storage: UnsafeMutablePointer<Int64>
         /// The current channel group's values, one register per state.
         let pending: UnsafeMutablePointer<Lanes>
-        /// Bins waiting to be counted on the grid, and on the log-distance grid (whose last registers may
-        /// still hold the values themselves, as bits, until `binLogDistances`).
+        /// Bins (or refinement cells) waiting to be counted.
         let queued: UnsafeMutablePointer<SIMD8<UInt32>>
-        let queuedLogDistances: UnsafeMutablePointer<SIMD8<UInt32>>
         let capacity: Int
         init(count: Int, states: Int) {
             storage = .allocate(capacity: count)
             storage.initialize(repeating: 0, count: count)
             pending = .allocate(capacity: states)
             pending.initialize(repeating: Lanes(repeating: 0), count: states)
-            // 4 KiB per queue: a step's bins at stride 16 for Vim-T, and well within the L1 cache.
+            // 4 KiB: a step's bins at stride 16 for Vim-T, and well within the L1 cache.
             capacity = Swift.max(128, states)
-            // One register past the end of each queue holds bits that neither a bin nor the scan's
-            // arithmetic makes (a NaN with every payload bit set), checked when the counts are read:
-            // the kernel has no bounds checks, and an overflow would corrupt silently.
+            // One register past the end of the queue holds bits no bin has (every bit set), checked when
+            // the counts are read: the kernel has no bounds checks, and an overflow would corrupt silently.
             queued = .allocate(capacity: capacity + 1)
-            queuedLogDistances = .allocate(capacity: capacity + 1)
             queued[capacity] = Self.guardValue
-            queuedLogDistances[capacity] = Self.guardValue
         }
         static let guardValue = SIMD8<UInt32>(repeating: .max)
-        /// Stops the process if the kernel wrote past a queue.
-        func checkQueues() {
-            guard queued[capacity] == Self.guardValue, queuedLogDistances[capacity] == Self.guardValue else {
+        /// Stops the process if the kernel wrote past the queue.
+        func checkQueue() {
+            guard queued[capacity] == Self.guardValue else {
                 fatalError("the scan's histogram queue overflowed: a bug in SelectiveScan's BinRecorder")
             }
         }
@@ -383,16 +380,16 @@ private struct BinRecorder: LaneSnap {
             storage.deallocate()
             pending.deallocate()
             queued.deallocate()
-            queuedLogDistances.deallocate()
         }
     }
 
     private let binning: QuantityBinning
     private let counters: Counters
-    private let bins: Int
+    /// Counters per grid: its bins, or the cells of its refinement by log distance.
+    private let counterStride: Int
     private var grid: BinGrid
     private var gridCounts: UnsafeMutablePointer<Int64>
-    private let logDistanceCounts: UnsafeMutablePointer<Int64>
+    private let logDistanceSlices = LogDistanceGrid.slices
     private var width = 8
     private let states: Int
     private var step = 0
@@ -400,24 +397,17 @@ private struct BinRecorder: LaneSnap {
     private var group = 0
     /// How many registers of bins are queued.
     private var queuedCount = 0
-    /// How many of the last queued log-distance registers still hold the values themselves (their bits),
-    /// waiting to be binned together.
-    private var unbinnedLogDistances = 0
-    /// The log distance (a logarithm, ~45 operations on one chain) is binned in batches of at least this
-    /// many registers: one register per group at stride 16 held up the next group's scan behind it.
-    private static var logDistanceBatch: Int { 16 }
 
     init(_ binning: QuantityBinning, states: Int) {
         let bins = binning.grids[0].bins
         precondition(binning.grids.allSatisfy { $0.bins == bins })
-        self.bins = bins
+        counterStride =
+            binning.logDistance.map { DiscreteARefinement.cells(values: binning.grids[0], logDistance: $0) } ?? bins
         self.binning = binning
         self.states = states
-        counters = Counters(
-            count: binning.grids.count * bins + (binning.logDistance?.bins ?? 0), states: states)
+        counters = Counters(count: binning.grids.count * counterStride, states: states)
         grid = binning.grids[0]
         gridCounts = counters.storage
-        logDistanceCounts = counters.storage + binning.grids.count * bins
     }
 
     @inline(__always) mutating func enter(step: Int) {
@@ -426,7 +416,7 @@ private struct BinRecorder: LaneSnap {
         group = 0
         guard binning.grids.count > 1 else { return }
         grid = binning.grids[step]
-        gridCounts = counters.storage + step * bins
+        gridCounts = counters.storage + step * counterStride
     }
 
     @inline(__always) mutating func enter(laneCount: Int) { width = laneCount }
@@ -445,9 +435,9 @@ private struct BinRecorder: LaneSnap {
     }
 
     /// Queues the bins of the group's picked values, in short loops after the scan's own: binned where
-    /// they are made, each state's values were one long chain (exp2, logarithm, bins) and the
-    /// processor's reorder window held too few of them to keep its units busy. (The values themselves
-    /// stay in memory: eight registers per quantity would not fit beside the scan's.)
+    /// they are made, each state's values were one long chain (exp2, bins) and the processor's reorder
+    /// window held too few of them to keep its units busy. (The values themselves stay in memory: eight
+    /// registers per quantity would not fit beside the scan's.)
     ///
     /// With a sampling stride K, the group's picked states are those congruent to −(t + g) mod K
     /// (`ScanSampling.counts`), whole registers.
@@ -463,29 +453,19 @@ private struct BinRecorder: LaneSnap {
         if width < 8 || queuedCount + picked > counters.capacity { countQueued(lanes: 8) }
         let pending = record + first
         let queued = counters.queued + queuedCount
-        for m in 0..<picked { queued[m] = grid.binIndices(pending[m &* stride]) }
-        if binning.logDistance != nil {
-            let queuedLogDistances = counters.queuedLogDistances + queuedCount
-            for m in 0..<picked { queuedLogDistances[m] = unsafeBitCast(pending[m &* stride], to: SIMD8<UInt32>.self) }
-            unbinnedLogDistances += picked
+        if let logGrid = binning.logDistance {
+            for m in 0..<picked {
+                let values = pending[m &* stride]
+                queued[m] = grid.binIndices(values) &+ logGrid.binIndices(values, slices: logDistanceSlices)
+            }
+        } else {
+            for m in 0..<picked { queued[m] = grid.binIndices(pending[m &* stride]) }
         }
         queuedCount += picked
-        if unbinnedLogDistances >= Self.logDistanceBatch { binLogDistances() }
         if width < 8 { countQueued(lanes: width) }
     }
 
     @inline(__always) mutating func finish() { countQueued(lanes: 8) }
-
-    /// Replaces the values at the end of the log-distance queue by the bins of their log distances.
-    private mutating func binLogDistances() {
-        guard let logGrid = binning.logDistance else { return }
-        let queue = counters.queuedLogDistances
-        let unbinned = (queuedCount - unbinnedLogDistances)..<queuedCount
-        LogDistanceGrid.withSlices { slices in
-            for i in unbinned { queue[i] = logGrid.binIndices(unsafeBitCast(queue[i], to: Lanes.self), slices: slices) }
-        }
-        unbinnedLogDistances = 0
-    }
 
     /// Counts the first `lanes` bins of every queued register, and empties the queue.
     ///
@@ -493,24 +473,28 @@ private struct BinRecorder: LaneSnap {
     /// chose once the log distances' binning was shorter), every increment took the variable-width loop
     /// (histogram observers at K = 1: 22.5 → 27 ms without log distances, in a harness).
     @inline(__always) private mutating func countQueued(lanes: Int) {
-        binLogDistances()
-        func count(_ queue: UnsafeMutablePointer<SIMD8<UInt32>>, into counts: UnsafeMutablePointer<Int64>) {
-            for i in 0..<queuedCount { BinGrid.increment(counts, bins: queue[i], width: lanes) }
-        }
-        count(counters.queued, into: gridCounts)
-        if binning.logDistance != nil { count(counters.queuedLogDistances, into: logDistanceCounts) }
+        for i in 0..<queuedCount { BinGrid.increment(gridCounts, bins: counters.queued[i], width: lanes) }
         queuedCount = 0
     }
 
     /// The counts so far.
     var counts: QuantityCounts {
-        counters.checkQueues()
-        func counts(_ start: UnsafeMutablePointer<Int64>, _ count: Int) -> [Int64] {
-            Array(UnsafeBufferPointer(start: start, count: count))
+        counters.checkQueue()
+        let perGrid = binning.grids.indices.map {
+            UnsafeBufferPointer(start: counters.storage + $0 * counterStride, count: counterStride)
         }
-        return QuantityCounts(
-            counts: binning.grids.indices.map { counts(counters.storage + $0 * bins, bins) },
-            logDistanceCounts: binning.logDistance.map { counts(logDistanceCounts, $0.bins) })
+        guard let logGrid = binning.logDistance else {
+            return QuantityCounts(counts: perGrid.map(Array.init), logDistanceCounts: nil)
+        }
+        var logDistanceCounts = [Int64](repeating: 0, count: logGrid.bins)
+        let edges = logGrid.lowerEdges()
+        let counts = zip(binning.grids, perGrid).map { grid, cells in
+            var values = [Int64](repeating: 0, count: grid.bins)
+            DiscreteARefinement(values: grid, logDistanceEdges: edges).split(
+                cells, intoValues: &values, logDistances: &logDistanceCounts)
+            return values
+        }
+        return QuantityCounts(counts: counts, logDistanceCounts: logDistanceCounts)
     }
 }
 

@@ -118,6 +118,40 @@ struct KernelTests {
         #expect(counts == reference)
     }
 
+    @Test(
+        "one count per Ā in the refinement of its value grid by the log-distance grid splits into both histograms",
+        arguments: [(Float(0.3), Float(0.9999), 2048), (0.99, 0.990001, 64), (-10, 10, 16), (0.5, 1, 2048)])
+    func discreteARefinement(lower: Float, upper: Float, bins: Int) {
+        let values = BinGrid(lower: lower, upper: upper, bins: bins)
+        let logDistance = LogDistanceGrid(octaves: 32)
+        // Every edge of either grid, a float on each side, random Ā, and the specials.
+        var samples: [Float] = [.nan, -.nan, .infinity, -.infinity, 0, -0.0, 1, 1.5, -3, Float(1).nextDown]
+        let width = (Double(upper) - Double(lower)) / Double(bins)
+        for edge in logDistance.lowerEdges().dropFirst() + (0...bins).map({ Float(Double(lower) + Double($0) * width) })
+        {
+            samples += [edge.nextDown, edge, edge.nextUp]
+        }
+        var generator = SplitMix64(seed: 41)
+        samples += (0..<5000).map { _ in 1 - exp2(-Float.random(in: 0...25, using: &generator)) }
+        let cells = DiscreteARefinement.cells(values: values, logDistance: logDistance)
+        var cellCounts = [Int64](repeating: 0, count: cells)
+        var valueCounts = [Int64](repeating: 0, count: values.bins)
+        var logDistanceCounts = [Int64](repeating: 0, count: logDistance.bins)
+        for sample in samples {
+            cellCounts[values.bin(sample) + logDistance.bin(sample)] += 1
+            valueCounts[values.bin(sample)] += 1
+            logDistanceCounts[logDistance.bin(sample)] += 1
+        }
+        var splitValues = [Int64](repeating: 0, count: values.bins)
+        var splitLogDistances = [Int64](repeating: 0, count: logDistance.bins)
+        cellCounts.withUnsafeBufferPointer {
+            DiscreteARefinement(values: values, logDistanceEdges: logDistance.lowerEdges()).split(
+                $0, intoValues: &splitValues, logDistances: &splitLogDistances)
+        }
+        #expect(splitValues == valueCounts)
+        #expect(splitLogDistances == logDistanceCounts)
+    }
+
     @Test("softplus is within a few ulp of log1p(exp(v)) from -80 to 30, including the threshold at 20")
     func softplusAccuracy() {
         var values: [Float] = [20.5, .nan]
