@@ -361,7 +361,10 @@ struct KernelTests {
             discreteA: QuantityBinning(
                 grids: grids(extremes.discreteA, bins: 64), logDistance: logGrid, sampling: sampling),
             discreteB: QuantityBinning(grids: grids(extremes.discreteB, bins: 64), sampling: sampling),
-            hiddenState: QuantityBinning(grids: grids(extremes.hiddenState, bins: 16), sampling: sampling))
+            // With 75 channels h is also counted by log distance: per-step grids, each with its refinement.
+            hiddenState: QuantityBinning(
+                grids: grids(extremes.hiddenState, bins: 16), logDistance: channels > 11 ? logGrid : nil,
+                sampling: sampling))
         /// Counts of the picked ones of the E×N values the step-by-step path hands out, through `BinGrid.count`.
         final class Counts: ScanStepHook {
             let binning: ScanBinning
