@@ -139,13 +139,12 @@ struct DiscreteARefinement {
     private var valueBins: [Int]
     private var logDistanceBins: [Int]
 
-    /// The counters a refinement of these grids needs.
-    static func cells(values: BinGrid, logDistance: LogDistanceGrid) -> Int { values.bins + logDistance.bins - 1 }
+    /// The counters a refinement of grids of these numbers of bins needs: one per sum of two bins.
+    static func cells(valueBins: Int, logDistanceBins: Int) -> Int { valueBins + logDistanceBins - 1 }
 
     /// The cells of `values` refined by the log-distance grid whose `lowerEdges()` are `edges`.
     init(values: BinGrid, logDistanceEdges edges: [Float]) {
-        let cells = values.bins + edges.count - 1
-        valueBins = [Int](repeating: -1, count: cells)
+        valueBins = [Int](repeating: -1, count: Self.cells(valueBins: values.bins, logDistanceBins: edges.count))
         logDistanceBins = valueBins
         // Log-distance bin j holds the Ā in [edges[j], edges[j + 1]), and the value bins of those Ā
         // run from that of the first to that of the last.

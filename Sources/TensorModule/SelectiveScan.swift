@@ -402,7 +402,7 @@ private struct BinRecorder: LaneSnap {
         let bins = binning.grids[0].bins
         precondition(binning.grids.allSatisfy { $0.bins == bins })
         counterStride =
-            binning.logDistance.map { DiscreteARefinement.cells(values: binning.grids[0], logDistance: $0) } ?? bins
+            binning.logDistance.map { DiscreteARefinement.cells(valueBins: bins, logDistanceBins: $0.bins) } ?? bins
         self.binning = binning
         self.states = states
         counters = Counters(count: binning.grids.count * counterStride, states: states)

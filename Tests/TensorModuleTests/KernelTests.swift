@@ -133,7 +133,7 @@ struct KernelTests {
         }
         var generator = SplitMix64(seed: 41)
         samples += (0..<5000).map { _ in 1 - exp2(-Float.random(in: 0...25, using: &generator)) }
-        let cells = DiscreteARefinement.cells(values: values, logDistance: logDistance)
+        let cells = DiscreteARefinement.cells(valueBins: values.bins, logDistanceBins: logDistance.bins)
         var cellCounts = [Int64](repeating: 0, count: cells)
         var valueCounts = [Int64](repeating: 0, count: values.bins)
         var logDistanceCounts = [Int64](repeating: 0, count: logDistance.bins)
