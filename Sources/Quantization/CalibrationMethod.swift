@@ -72,6 +72,12 @@ public struct CalibrationMethod: Sendable, Equatable {
             summary: "QMamba with searched-scale LtSQ and DP-grouped TGQ"),
     ]
 
+    /// Whether fitting reads the histogram of −log2(1 − Ā). Only the searched LtSQ does: the published
+    /// rule's grid is fixed, and the median that decides between LtSQ and uniform comes from Ā's own
+    /// histogram. Calibration counts these log distances only when the method reads them, which is a
+    /// sixth of the histogram pass for Vim-B (Docs/PERFORMANCE.md).
+    public var readsLogDistances: Bool { discreteA == .ltsqSearch }
+
     /// The method with this name.
     ///
     /// - Throws: `QuantizationError.unknownMethod` listing the valid names.
@@ -126,6 +132,8 @@ public enum QuantizationError: Error, CustomStringConvertible, Equatable {
     case invalidCalibrationFile(path: String, detail: String)
     /// Statistics without any observed value for a point.
     case noData(point: String)
+    /// Statistics collected without the log distances of Ā that the method's searched LtSQ needs.
+    case missingLogDistances(point: String, method: String)
 
     /// A message that names the problem and what is accepted.
     public var description: String {
@@ -138,6 +146,9 @@ public enum QuantizationError: Error, CustomStringConvertible, Equatable {
             return "\(path): not a usable calibration file: \(detail)"
         case .noData(let point):
             return "no values were observed at \(point); calibrate on at least one image"
+        case .missingLogDistances(let point, let method):
+            return "method \(method) searches LtSQ's scale at \(point), but the statistics have no histogram of "
+                + "-log2(1 - A_bar) there; collect them with log distances"
         }
     }
 }

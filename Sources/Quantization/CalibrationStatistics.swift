@@ -28,7 +28,7 @@ public struct CalibrationStatistics: Sendable {
         public var maximum: [Float]
         /// Histograms on the merged ranges: one per time step for h, one otherwise (empty in the range pass).
         public var histograms: [Histogram] = []
-        /// For Ā: the histogram of −log2(1 − Ā).
+        /// For Ā, when the histogram pass counted log distances: the histogram of −log2(1 − Ā).
         public var logHistogram: Histogram?
     }
 
@@ -72,9 +72,11 @@ public struct CalibrationStatistics: Sendable {
     }
 
     /// Replaces the ranges by merged ones (the layout of `flatRanges`) and prepares empty histograms on
-    /// them, which will count the scan's values `scanSampling` picks.
+    /// them, which will count the scan's values `scanSampling` picks, with a histogram of Ā's log
+    /// distances when `logDistances` is set (what `CalibrationMethod.readsLogDistances`, reports and
+    /// plots need).
     public mutating func startHistograms(
-        minima: [Double], maxima: [Double], scanSampling: ScanSampling = .everyValue
+        minima: [Double], maxima: [Double], scanSampling: ScanSampling = .everyValue, logDistances: Bool = true
     ) {
         self.scanSampling = scanSampling
         var offset = 0
@@ -89,7 +91,7 @@ public struct CalibrationStatistics: Sendable {
                 return low <= high
                     ? Histogram(lower: low, upper: high, bins: bins) : Histogram(lower: 0, upper: 0, bins: bins)
             }
-            if points[i].role == .discreteA {
+            if points[i].role == .discreteA && logDistances {
                 points[i].logHistogram = Histogram(
                     lower: 0, upper: Self.logDistanceGrid.upper, bins: Self.logDistanceGrid.bins)
             }
@@ -177,8 +179,8 @@ public final class StatisticsObserver: ForwardHooks {
         }
     }
 
-    /// The histogram pass has the vectorised scan count Ā (also by log distance), B̄ and h (per time
-    /// step) on the histograms' grids.
+    /// The histogram pass has the vectorised scan count Ā (also by log distance, when its histogram
+    /// exists), B̄ and h (per time step) on the histograms' grids.
     public func scanBinning(layer: Int, direction: ScanDirection) -> ScanBinning? {
         guard pass == .histograms else { return nil }
         func binning(_ site: ObservationPoint.Site) -> QuantityBinning {
@@ -209,12 +211,13 @@ public final class StatisticsObserver: ForwardHooks {
 
 extension CalibrationStatistics {
     /// The statistics of `images` in this process: a range pass, then a histogram pass that counts the
-    /// scan's values `scanSampling` picks (what a distributed calibration does with merges between and
-    /// after the passes).
+    /// scan's values `scanSampling` picks, and Ā's log distances if `logDistances` (what a distributed
+    /// calibration does with merges between and after the passes).
     public static func observe(
-        _ model: VimModel, on images: Tensor, scanSampling: ScanSampling = .everyValue
+        _ model: VimModel, on images: Tensor, scanSampling: ScanSampling = .everyValue, logDistances: Bool = true
     ) throws -> CalibrationStatistics {
-        try observeRanges(model, on: images).observeHistograms(model, on: images, scanSampling: scanSampling)
+        try observeRanges(model, on: images).observeHistograms(
+            model, on: images, scanSampling: scanSampling, logDistances: logDistances)
     }
 
     /// The range pass over `images`: statistics with every point's extremes and no histograms.
@@ -227,13 +230,14 @@ extension CalibrationStatistics {
     }
 
     /// The histogram pass over `images` on grids built from these statistics' ranges, counting the scan's
-    /// values `scanSampling` picks.
+    /// values `scanSampling` picks, and Ā's log distances if `logDistances`.
     public func observeHistograms(
-        _ model: VimModel, on images: Tensor, scanSampling: ScanSampling = .everyValue
+        _ model: VimModel, on images: Tensor, scanSampling: ScanSampling = .everyValue, logDistances: Bool = true
     ) throws -> CalibrationStatistics {
         var statistics = self
         let flat = statistics.flatRanges
-        statistics.startHistograms(minima: flat.minima, maxima: flat.maxima, scanSampling: scanSampling)
+        statistics.startHistograms(
+            minima: flat.minima, maxima: flat.maxima, scanSampling: scanSampling, logDistances: logDistances)
         let counts = StatisticsObserver(statistics: statistics, pass: .histograms)
         _ = try model(images, hooks: counts)
         counts.countImages(images.shape[0])

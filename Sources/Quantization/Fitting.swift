@@ -46,10 +46,9 @@ public enum Fitting {
         return best
     }
 
-    /// LtSQ for a histogram of −log2(1 − Ā): the published rule (log2 s = 0), or with log2 s searched
-    /// over [−3, 3] in steps of 1/32 for the least squared error in Ā.
-    static func longTailed(_ logHistogram: Histogram, bits: Int, search: Bool) -> LongTailedSkewnessQuantizer {
-        guard search else { return LongTailedSkewnessQuantizer(bits: bits) }
+    /// LtSQ for a histogram of −log2(1 − Ā) with log2 s searched over [−3, 3] in steps of 1/32 for the
+    /// least squared error in Ā, starting from the published rule (log2 s = 0), which it keeps on ties.
+    static func searchedLongTailed(_ logHistogram: Histogram, bits: Int) -> LongTailedSkewnessQuantizer {
         var best = LongTailedSkewnessQuantizer(bits: bits)
         var bestError = longTailedError(logHistogram, best)
         for k in -96...96 where k != 0 {

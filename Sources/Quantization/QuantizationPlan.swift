@@ -108,9 +108,8 @@ public struct QuantizationPlan: Sendable, Equatable {
             case .discreteA:
                 let median = samples.quantile(0.5)
                 medians[entry.point] = median
-                if method.discreteA != .uniform && median > settings.ltsqThreshold, let log = entry.logHistogram {
-                    quantizer = .longTailed(
-                        Fitting.longTailed(log, bits: bits, search: method.discreteA == .ltsqSearch))
+                if method.discreteA != .uniform && median > settings.ltsqThreshold {
+                    quantizer = .longTailed(try longTailed(entry, bits: bits, method: method))
                 } else {
                     quantizer = .uniform(Fitting.uniform(samples, bits: bits, fitter: method.rangeFitter))
                 }
@@ -137,6 +136,17 @@ public struct QuantizationPlan: Sendable, Equatable {
         return QuantizationPlan(
             method: method, settings: settings, activations: activations, weights: fittedWeights,
             discreteAMedians: medians)
+    }
+
+    /// LtSQ at an Ā point: the published rule, or with the scale searched on the histogram of log distances.
+    private static func longTailed(
+        _ entry: CalibrationStatistics.Point, bits: Int, method: CalibrationMethod
+    ) throws -> LongTailedSkewnessQuantizer {
+        guard method.discreteA == .ltsqSearch else { return LongTailedSkewnessQuantizer(bits: bits) }
+        guard let log = entry.logHistogram else {
+            throw QuantizationError.missingLogDistances(point: entry.point.description, method: method.name)
+        }
+        return Fitting.searchedLongTailed(log, bits: bits)
     }
 
     /// The weights with every quantized matrix snapped to its grid.

@@ -72,6 +72,33 @@ struct CalibrationFileTests {
         #expect(counts! == whole.flatCounts)
     }
 
+    @Test(
+        "statistics without Ā's log distances fit the same plan where the method does not read them",
+        arguments: CalibrationMethod.table.map(\.name))
+    func logDistancesOnlyWhereRead(_ name: String) throws {
+        let (model, complete) = try microStatistics()
+        let input = try NumPyArray(contentsOf: Fixtures.bundled("vim-official-init/vim_micro_input.npy")).tensor
+        let partial = try CalibrationStatistics.observe(model, on: input, logDistances: false)
+        #expect(partial.points.allSatisfy { $0.logHistogram == nil })
+        #expect(complete.points.contains { $0.logHistogram != nil })
+        #expect(partial.points.map(\.histograms) == complete.points.map(\.histograms))
+        let method = try CalibrationMethod.named(name)
+        #expect(method.readsLogDistances == name.hasSuffix("-search"))
+        // A threshold of 0 puts LtSQ at every Ā point of the LtSQ methods.
+        var settings = QuantizationSettings(weightBits: 4, activationBits: 4)
+        settings.ltsqThreshold = 0
+        func fit(_ statistics: CalibrationStatistics) throws -> QuantizationPlan {
+            try QuantizationPlan.fit(statistics: statistics, weights: model.weights, method: method, settings: settings)
+        }
+        let full = try fit(complete)
+        if method.readsLogDistances {
+            let error = #expect(throws: QuantizationError.self) { try fit(partial) }
+            #expect(error.map { "\($0)" }?.contains("method \(name) searches LtSQ's scale at layers.0.") == true)
+        } else {
+            #expect(try fit(partial) == full)
+        }
+    }
+
     @Test("malformed calibration files are refused with the reason")
     func malformed() throws {
         let path = Fixtures.temporaryDirectory() + "/q.json"

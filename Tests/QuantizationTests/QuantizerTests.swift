@@ -94,8 +94,8 @@ struct QuantizerTests {
         var logHistogram = Histogram(lower: 0, upper: logGrid.upper, bins: logGrid.bins)
         logHistogram.add(counts: logCounts)
         let linear = WeightedSamples([histogram(samples)])
-        let ltsq = Fitting.longTailed(logHistogram, bits: bits, search: false)
-        let searched = Fitting.longTailed(logHistogram, bits: bits, search: true)
+        let ltsq = LongTailedSkewnessQuantizer(bits: bits)
+        let searched = Fitting.searchedLongTailed(logHistogram, bits: bits)
         let minmax = Fitting.uniform(linear, bits: bits, fitter: .minmax)
         let mse = Fitting.uniform(linear, bits: bits, fitter: .mse)
         let quantizers: [(String, (Float) -> Float)] = [

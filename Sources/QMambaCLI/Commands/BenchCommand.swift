@@ -14,9 +14,10 @@ enum BenchCommand: Command {
         Runs in one process with one BLAS thread and reports per-core figures. Without --checkpoint the weights are
         random (drawn like the official initialisation) for the registered model named by --model. The quantized \
         pass uses --quant, or else a W4A4 qmamba plan fitted on the benchmark's own synthetic batch, whose two \
-        observer passes (ranges, histograms) are timed as the observer figure, the histogram pass counting the scan \
-        values --scan-sampling picks. With --image-folder it also times decoding plus the evaluation transform over \
-        every image in the folder.
+        observer passes (ranges, histograms) are timed as the observer figure: the statistics that calibrating with \
+        the plan's method collects, the histogram pass counting the scan values --scan-sampling picks. The histogram \
+        pass is also timed with the log distances of A_bar, which reports and the *-search methods count. With \
+        --image-folder it also times decoding plus the evaluation transform over every image in the folder.
         """
     static let options: [OptionSpec] =
         [
@@ -81,19 +82,28 @@ enum BenchCommand: Command {
                 2 * c.innerDimension, sgemm, 100 * achieved / sgemm))
 
         let sampling = try Calibration.scanSampling(arguments, model: model)
+        let givenPlan = try arguments.string("quant").map { try CalibrationFile(contentsOf: $0).plan }
+        let method = try givenPlan?.method ?? CalibrationMethod.named("qmamba")
         let (ranges, rangeSeconds) = try timed { try CalibrationStatistics.observeRanges(model, on: images) }
         let (statistics, histogramSeconds) = try timed {
-            try ranges.observeHistograms(model, on: images, scanSampling: sampling)
+            try ranges.observeHistograms(
+                model, on: images, scanSampling: sampling, logDistances: method.readsLogDistances)
         }
+        let logDistanceSeconds =
+            method.readsLogDistances
+            ? histogramSeconds
+            : try timed { try ranges.observeHistograms(model, on: images, scanSampling: sampling) }.seconds
         let observeRate = Double(2 * batch) / (rangeSeconds + histogramSeconds)
+        figures["observe_method"] = method.name
         figures["observe_images_per_s"] = observeRate
         figures["observe_ranges_images_per_s"] = Double(batch) / rangeSeconds
         figures["observe_histograms_images_per_s"] = Double(batch) / histogramSeconds
+        figures["observe_histograms_with_log_distances_images_per_s"] = Double(batch) / logDistanceSeconds
         figures["scan_sampling"] = sampling.stride
         let plan =
-            try arguments.string("quant").map { try CalibrationFile(contentsOf: $0).plan }
+            try givenPlan
             ?? QuantizationPlan.fit(
-                statistics: statistics, weights: model.weights, method: try CalibrationMethod.named("qmamba"),
+                statistics: statistics, weights: model.weights, method: method,
                 settings: QuantizationSettings(weightBits: 4, activationBits: 4))
         let (quantized, hooks) = Evaluation.quantized(model, plan: plan)
         _ = try quantized(images, hooks: hooks)
@@ -107,10 +117,16 @@ enum BenchCommand: Command {
         out.line(
             String(
                 format:
-                    "calibration observers: %.2f images/s per pass, %.2f× the fp32 time (ranges %.2f×, histograms %.2f×%@)",
-                observeRate, imagesPerSecond / observeRate, imagesPerSecond * rangeSeconds / Double(batch),
+                    "calibration observers (%@): %.2f images/s per pass, %.2f× the fp32 time (ranges %.2f×, histograms %.2f×%@)",
+                method.name, observeRate, imagesPerSecond / observeRate, imagesPerSecond * rangeSeconds / Double(batch),
                 imagesPerSecond * histogramSeconds / Double(batch),
                 sampling == .everyValue ? "" : ", 1 in \(sampling.stride) scan values counted"))
+        if !method.readsLogDistances {
+            out.line(
+                String(
+                    format: "histogram pass with A_bar's log distances (reports, *-search): %.2f× the fp32 time",
+                    imagesPerSecond * logDistanceSeconds / Double(batch)))
+        }
 
         if let folder = arguments.string("image-folder") {
             let dataset = try ImageDataset(imageFolder: folder)

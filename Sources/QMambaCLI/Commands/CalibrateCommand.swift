@@ -40,7 +40,8 @@ enum CalibrateCommand: Command {
         if cluster.isRoot { try OutputPath.check(output, inputs: [checkpoint]) }
         let started = Date()
         let (_, model) = try ModelOptions.load(arguments)
-        let statistics = try Calibration.collect(arguments, model: model, cluster: cluster, console: out)
+        let statistics = try Calibration.collect(
+            arguments, model: model, cluster: cluster, console: out, logDistances: method.readsLogDistances)
         guard cluster.isRoot else { return }
         let fitStart = Date()
         let plan = try QuantizationPlan.fit(
@@ -172,9 +173,11 @@ enum Calibration {
         }
     }
 
+    /// Runs both passes over the dataset's shard on every rank and merges the statistics. Ā's log
+    /// distances are counted only with `logDistances` (the methods that read them, reports).
     static func collect(
         _ arguments: ParsedArguments, model: VimModel, cluster: Communicator, console: Console,
-        folderOption: String = "data"
+        folderOption: String = "data", logDistances: Bool
     ) throws -> Collected {
         let dataset = try DataOptions.dataset(arguments, folderOption: folderOption, cluster: cluster)
         let sampling = try scanSampling(arguments, model: model)
@@ -194,7 +197,8 @@ enum Calibration {
         cluster.allReduce(&minima, .minimum)
         cluster.allReduce(&maxima, .maximum)
         var statistics = ranges.statistics
-        statistics.startHistograms(minima: minima, maxima: maxima, scanSampling: sampling)
+        statistics.startHistograms(
+            minima: minima, maxima: maxima, scanSampling: sampling, logDistances: logDistances)
         let counts = StatisticsObserver(statistics: statistics, pass: .histograms)
         let skipped = try runner.run(label: "pass 2/2 (histograms)") { batch in
             _ = try model(batch.images, hooks: counts)
