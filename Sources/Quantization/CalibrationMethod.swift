@@ -78,6 +78,12 @@ public struct CalibrationMethod: Sendable, Equatable {
     /// sixth of the histogram pass for Vim-B (Docs/PERFORMANCE.md).
     public var readsLogDistances: Bool { discreteA == .ltsqSearch }
 
+    /// Whether fitting reads histograms at all. Min–max quantizers, with Ā uniform and one quantizer for h,
+    /// are fitted from the ranges alone, so calibrating them needs only the range pass.
+    public var readsHistograms: Bool {
+        !(rangeFitter == .minmax && discreteA == .uniform && hiddenState == .perTensor)
+    }
+
     /// The method with this name.
     ///
     /// - Throws: `QuantizationError.unknownMethod` listing the valid names.
@@ -134,6 +140,8 @@ public enum QuantizationError: Error, CustomStringConvertible, Equatable {
     case noData(point: String)
     /// Statistics collected without the log distances of Ā that the method's searched LtSQ needs.
     case missingLogDistances(point: String, method: String)
+    /// Statistics of the range pass alone, for a method that reads histograms.
+    case missingHistograms(method: String)
 
     /// A message that names the problem and what is accepted.
     public var description: String {
@@ -149,6 +157,9 @@ public enum QuantizationError: Error, CustomStringConvertible, Equatable {
         case .missingLogDistances(let point, let method):
             return "method \(method) searches LtSQ's scale at \(point), but the statistics have no histogram of "
                 + "-log2(1 - A_bar) there; collect them with log distances"
+        case .missingHistograms(let method):
+            return "method \(method) reads histograms, but the statistics hold only ranges; collect them with "
+                + "the histogram pass"
         }
     }
 }

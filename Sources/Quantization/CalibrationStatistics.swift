@@ -71,6 +71,20 @@ public struct CalibrationStatistics: Sendable {
         (points.flatMap { $0.minimum.map(Double.init) }, points.flatMap { $0.maximum.map(Double.init) })
     }
 
+    /// Whether the histogram pass ran (or is running): without it the statistics are ranges alone.
+    public var hasHistograms: Bool { points.contains { !$0.histograms.isEmpty } }
+
+    /// Replaces the ranges by merged ones (the layout of `flatRanges`).
+    public mutating func setRanges(minima: [Double], maxima: [Double]) {
+        var offset = 0
+        for i in points.indices {
+            let n = points[i].minimum.count
+            points[i].minimum = minima[offset..<(offset + n)].map { Float($0) }
+            points[i].maximum = maxima[offset..<(offset + n)].map { Float($0) }
+            offset += n
+        }
+    }
+
     /// Replaces the ranges by merged ones (the layout of `flatRanges`) and prepares empty histograms on
     /// them, which will count the scan's values `scanSampling` picks, with a histogram of Ā's log
     /// distances when `logDistances` is set (what `CalibrationMethod.readsLogDistances`, reports and
@@ -79,12 +93,9 @@ public struct CalibrationStatistics: Sendable {
         minima: [Double], maxima: [Double], scanSampling: ScanSampling = .everyValue, logDistances: Bool = true
     ) {
         self.scanSampling = scanSampling
-        var offset = 0
+        setRanges(minima: minima, maxima: maxima)
         for i in points.indices {
             let n = points[i].minimum.count
-            points[i].minimum = minima[offset..<(offset + n)].map { Float($0) }
-            points[i].maximum = maxima[offset..<(offset + n)].map { Float($0) }
-            offset += n
             let bins = points[i].role == .hiddenState ? Self.stepBins : Self.tensorBins
             points[i].histograms = (0..<n).map { step in
                 let (low, high) = (points[i].minimum[step], points[i].maximum[step])

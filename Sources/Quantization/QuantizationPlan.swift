@@ -76,7 +76,8 @@ public struct QuantizationPlan: Sendable, Equatable {
     public var activations: [(point: ObservationPoint, quantizer: ActivationQuantizer)]
     /// Weight quantization in `WeightPoint.all` order.
     public var weights: [(point: WeightPoint, quantization: WeightQuantization)]
-    /// The median of Ā at each Ā point (what decided between LtSQ and uniform).
+    /// The median of Ā at each Ā point (what decides between LtSQ and uniform), when the statistics had
+    /// histograms (not for `minmax`, which runs the range pass alone).
     public var discreteAMedians: [ObservationPoint: Float]
 
     /// Compares everything, point by point.
@@ -88,27 +89,34 @@ public struct QuantizationPlan: Sendable, Equatable {
             && a.weights.map(\.quantization) == b.weights.map(\.quantization)
     }
 
-    /// Fits every quantizer: weights from the model, activations from the merged statistics.
+    /// Fits every quantizer: weights from the model, activations from the merged statistics (ranges
+    /// alone suffice for a method that does not `readsHistograms`).
     ///
-    /// - Throws: `QuantizationError.noData` when a point saw no values.
+    /// - Throws: `QuantizationError.noData` when a point saw no values, `missingHistograms` or
+    ///   `missingLogDistances` when the statistics lack what the method reads.
     public static func fit(
         statistics: CalibrationStatistics, weights: VimWeights, method: CalibrationMethod,
         settings: QuantizationSettings
     ) throws -> QuantizationPlan {
+        guard statistics.hasHistograms || !method.readsHistograms else {
+            throw QuantizationError.missingHistograms(method: method.name)
+        }
         var activations: [(ObservationPoint, ActivationQuantizer)] = []
         var medians: [ObservationPoint: Float] = [:]
         for entry in statistics.points {
             let bits = entry.role == .edgeActivation ? settings.edgeBits : settings.activationBits
-            let samples = WeightedSamples(entry.histograms)
+            let samples =
+                statistics.hasHistograms
+                ? WeightedSamples(entry.histograms) : WeightedSamples(minima: entry.minimum, maxima: entry.maximum)
             guard !samples.isEmpty else { throw QuantizationError.noData(point: entry.point.description) }
             let quantizer: ActivationQuantizer
             switch entry.role {
             case .activation, .edgeActivation, .discreteB:
                 quantizer = .uniform(Fitting.uniform(samples, bits: bits, fitter: method.rangeFitter))
             case .discreteA:
-                let median = samples.quantile(0.5)
+                let median = statistics.hasHistograms ? samples.quantile(0.5) : nil
                 medians[entry.point] = median
-                if method.discreteA != .uniform && median > settings.ltsqThreshold {
+                if method.discreteA != .uniform, let median, median > settings.ltsqThreshold {
                     quantizer = .longTailed(try longTailed(entry, bits: bits, method: method))
                 } else {
                     quantizer = .uniform(Fitting.uniform(samples, bits: bits, fitter: method.rangeFitter))

@@ -20,7 +20,17 @@ struct WeightedSamples {
         }
     }
 
-    var isEmpty: Bool { values.isEmpty }
+    /// Range statistics as samples without values: enough for min–max fitting. Steps whose range is
+    /// empty (no value seen, or only NaN) are left out.
+    init(minima: [Float], maxima: [Float]) {
+        for (low, high) in zip(minima, maxima) where low <= high {
+            minimum = min(minimum, low)
+            maximum = max(maximum, high)
+        }
+    }
+
+    /// No value was seen: from histograms, none was counted; from ranges, none is finite.
+    var isEmpty: Bool { !(minimum <= maximum) }
 
     var total: Double { weights.reduce(0, +) }
 

@@ -34,6 +34,23 @@ struct CalibrationCommandTests {
         #expect(text.contains(#""format": "qmamba-calibration""#) && text.contains(#""images": 24"#))
     }
 
+    @Test("minmax runs the range pass alone; Q.json is byte-identical for 1 and 2 ranks and counts every image")
+    func rangesOnly() throws {
+        let directory = Fixtures.temporaryDirectory()
+        var files: [Data] = []
+        for ranks in 1...2 {
+            let output = "\(directory)/q\(ranks).json"
+            let arguments = calibrateArguments(output, method: "minmax")
+            guard let result = try QMambaExecutable.runMPI(ranks: ranks, arguments) else { return }
+            #expect(result.status == 0, "\(ranks) ranks: \(result.error)")
+            #expect(result.output.contains("ranges (no histograms needed)") && !result.output.contains("pass 2/2"))
+            files.append(try Data(contentsOf: URL(fileURLWithPath: output)))
+        }
+        #expect(files[0] == files[1])
+        let text = String(decoding: files[0], as: UTF8.self)
+        #expect(text.contains(#""method": "minmax""#) && text.contains(#""images": 24"#))
+    }
+
     @Test("sampled scan histograms: Q.json is byte-identical for 1 and 2 ranks, records the sampling, differs")
     func sampledRankIndependent() throws {
         let directory = Fixtures.temporaryDirectory()

@@ -73,6 +73,32 @@ struct CalibrationFileTests {
     }
 
     @Test(
+        "ranges alone fit the same plan as the full statistics where the method reads no histograms",
+        arguments: CalibrationMethod.table.map(\.name))
+    func rangesOnly(_ name: String) throws {
+        let (model, complete) = try microStatistics()
+        let input = try NumPyArray(contentsOf: Fixtures.bundled("vim-official-init/vim_micro_input.npy")).tensor
+        let ranges = try CalibrationStatistics.observeRanges(model, on: input)
+        #expect(!ranges.hasHistograms && complete.hasHistograms)
+        let method = try CalibrationMethod.named(name)
+        #expect(method.readsHistograms == (name != "minmax"))
+        func fit(_ statistics: CalibrationStatistics) throws -> QuantizationPlan {
+            try QuantizationPlan.fit(
+                statistics: statistics, weights: model.weights, method: method,
+                settings: QuantizationSettings(weightBits: 4, activationBits: 4))
+        }
+        if method.readsHistograms {
+            #expect(throws: QuantizationError.missingHistograms(method: name)) { try fit(ranges) }
+        } else {
+            // Only the medians of Ā, which need histograms and decide nothing for this method, are left out.
+            var expected = try fit(complete)
+            #expect(!expected.discreteAMedians.isEmpty)
+            expected.discreteAMedians = [:]
+            #expect(try fit(ranges) == expected)
+        }
+    }
+
+    @Test(
         "statistics without Ā's log distances fit the same plan where the method does not read them",
         arguments: CalibrationMethod.table.map(\.name))
     func logDistancesOnlyWhereRead(_ name: String) throws {

@@ -15,8 +15,9 @@ enum BenchCommand: Command {
         random (drawn like the official initialisation) for the registered model named by --model. The quantized \
         pass uses --quant, or else a W4A4 qmamba plan fitted on the benchmark's own synthetic batch, whose two \
         observer passes (ranges, histograms) are timed as the observer figure: the statistics that calibrating with \
-        the plan's method collects, the histogram pass counting the scan values --scan-sampling picks. The histogram \
-        pass is also timed with the log distances of A_bar, which reports and the *-search methods count. With \
+        the plan's method collects (minmax needs the range pass alone), the histogram pass counting the scan values \
+        --scan-sampling picks. The histogram pass is also timed with the log distances of A_bar, which reports and \
+        the *-search methods count. With \
         --image-folder it also times decoding plus the evaluation transform over every image in the folder.
         """
     static let options: [OptionSpec] =
@@ -93,7 +94,10 @@ enum BenchCommand: Command {
             method.readsLogDistances
             ? histogramSeconds
             : try timed { try ranges.observeHistograms(model, on: images, scanSampling: sampling) }.seconds
-        let observeRate = Double(2 * batch) / (rangeSeconds + histogramSeconds)
+        // What calibrating with the method runs: a method that reads no histograms needs the range pass alone.
+        let (passes, observeSeconds) =
+            method.readsHistograms ? (2, rangeSeconds + histogramSeconds) : (1, rangeSeconds)
+        let observeRate = Double(passes * batch) / observeSeconds
         figures["observe_method"] = method.name
         figures["observe_images_per_s"] = observeRate
         figures["observe_ranges_images_per_s"] = Double(batch) / rangeSeconds
@@ -114,12 +118,14 @@ enum BenchCommand: Command {
             String(
                 format: "%@ %@ forward: %.2f images/s, %.2f× the fp32 time", plan.method.name, plan.settings.name,
                 quantRate, imagesPerSecond / quantRate))
+        let histogramRatio = imagesPerSecond * histogramSeconds / Double(batch)
         out.line(
             String(
-                format:
-                    "calibration observers (%@): %.2f images/s per pass, %.2f× the fp32 time (ranges %.2f×, histograms %.2f×%@)",
+                format: "calibration observers (%@): %.2f images/s per pass, %.2f× the fp32 time (ranges %.2f×, %@%@)",
                 method.name, observeRate, imagesPerSecond / observeRate, imagesPerSecond * rangeSeconds / Double(batch),
-                imagesPerSecond * histogramSeconds / Double(batch),
+                method.readsHistograms
+                    ? String(format: "histograms %.2f×", histogramRatio)
+                    : String(format: "the only pass; a histogram pass would take %.2f×", histogramRatio),
                 sampling == .everyValue ? "" : ", 1 in \(sampling.stride) scan values counted"))
         if !method.readsLogDistances {
             out.line(

@@ -41,7 +41,7 @@ enum CalibrateCommand: Command {
         let started = Date()
         let (_, model) = try ModelOptions.load(arguments)
         let statistics = try Calibration.collect(
-            arguments, model: model, cluster: cluster, console: out, logDistances: method.readsLogDistances)
+            arguments, model: model, cluster: cluster, console: out, reading: [method])
         guard cluster.isRoot else { return }
         let fitStart = Date()
         let plan = try QuantizationPlan.fit(
@@ -57,10 +57,12 @@ enum CalibrateCommand: Command {
                 "seconds": .double(Date().timeIntervalSince(started)),
             ])
         let ltsqPoints = plan.activations.filter { $0.quantizer.kind == "ltsq" }.count
-        let discreteAPoints = plan.discreteAMedians.count
+        let ltsqNote =
+            "; LtSQ at \(ltsqPoints) of \(plan.discreteAMedians.count) A_bar points "
+            + "(median above \(settings.ltsqThreshold))"
         out.line(
-            "fitted \(method.name) \(settings.name) in \(String(format: "%.1f", Date().timeIntervalSince(fitStart))) s; "
-                + "LtSQ at \(ltsqPoints) of \(discreteAPoints) A_bar points (median above \(settings.ltsqThreshold))")
+            "fitted \(method.name) \(settings.name) in \(String(format: "%.1f", Date().timeIntervalSince(fitStart))) s"
+                + (method.discreteA == .uniform ? "" : ltsqNote))
         out.line(
             "wrote \(output): \(plan.activations.count) activation and \(plan.weights.count) weight quantizers from "
                 + "\(statistics.statistics.imageCount) images on \(cluster.size) rank\(cluster.size == 1 ? "" : "s") "
@@ -173,12 +175,15 @@ enum Calibration {
         }
     }
 
-    /// Runs both passes over the dataset's shard on every rank and merges the statistics. Ā's log
-    /// distances are counted only with `logDistances` (the methods that read them, reports).
+    /// Runs the passes over the dataset's shard on every rank and merges the statistics: what `methods`
+    /// read, or everything (`nil`, for reports). The histogram pass runs only if one of them reads
+    /// histograms, and counts Ā's log distances only if one reads those.
     static func collect(
         _ arguments: ParsedArguments, model: VimModel, cluster: Communicator, console: Console,
-        folderOption: String = "data", logDistances: Bool
+        folderOption: String = "data", reading methods: [CalibrationMethod]?
     ) throws -> Collected {
+        let histograms = methods?.contains(where: \.readsHistograms) ?? true
+        let logDistances = methods?.contains(where: \.readsLogDistances) ?? true
         let dataset = try DataOptions.dataset(arguments, folderOption: folderOption, cluster: cluster)
         let sampling = try scanSampling(arguments, model: model)
         let runner = ShardRunner(
@@ -192,21 +197,32 @@ enum Calibration {
         let ranges = StatisticsObserver(
             statistics: CalibrationStatistics(depth: model.configuration.depth, length: model.configuration.tokenCount),
             pass: .ranges)
-        _ = try runner.run(label: "pass 1/2 (ranges)") { batch in _ = try model(batch.images, hooks: ranges) }
+        let rangeSkipped = try runner.run(label: histograms ? "pass 1/2 (ranges)" : "ranges (no histograms needed)") {
+            batch in
+            _ = try model(batch.images, hooks: ranges)
+            if !histograms { ranges.countImages(batch.images.shape[0]) }
+        }
         var (minima, maxima) = ranges.statistics.flatRanges
         cluster.allReduce(&minima, .minimum)
         cluster.allReduce(&maxima, .maximum)
         var statistics = ranges.statistics
-        statistics.startHistograms(
-            minima: minima, maxima: maxima, scanSampling: sampling, logDistances: logDistances)
-        let counts = StatisticsObserver(statistics: statistics, pass: .histograms)
-        let skipped = try runner.run(label: "pass 2/2 (histograms)") { batch in
-            _ = try model(batch.images, hooks: counts)
-            counts.countImages(batch.images.shape[0])
+        var skipped = rangeSkipped
+        if histograms {
+            statistics.startHistograms(
+                minima: minima, maxima: maxima, scanSampling: sampling, logDistances: logDistances)
+            let counts = StatisticsObserver(statistics: statistics, pass: .histograms)
+            skipped = try runner.run(label: "pass 2/2 (histograms)") { batch in
+                _ = try model(batch.images, hooks: counts)
+                counts.countImages(batch.images.shape[0])
+            }
+            statistics = counts.statistics
+        } else {
+            statistics.setRanges(minima: minima, maxima: maxima)
         }
-        var flat = counts.statistics.flatCounts
+        // With no histograms this is the image count alone.
+        var flat = statistics.flatCounts
         cluster.allReduce(&flat, .sum)
-        var merged = counts.statistics
+        var merged = statistics
         merged.setCounts(flat)
         if skipped > 0 { console.line("\(skipped) unreadable images were skipped (see the warnings)") }
         return Collected(

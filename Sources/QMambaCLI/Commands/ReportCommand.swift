@@ -49,9 +49,8 @@ enum ReportCommand: Command {
             else { throw CommandFailure("\(path): not a table written by 'qmamba table'") }
             return object
         }
-        // Always with log distances: the SQNR of LtSQ points and the plots of Ā are measured on them.
-        let collected = try Calibration.collect(
-            arguments, model: model, cluster: cluster, console: out, logDistances: true)
+        // Everything: the plots show histograms, and the SQNR of LtSQ points is measured on Ā's log distances.
+        let collected = try Calibration.collect(arguments, model: model, cluster: cluster, console: out, reading: nil)
         guard cluster.isRoot else { return }
         var compared: [(label: String, sqnr: [ObservationPoint: Double])] = [
             ("Q.json: \(plan.method.name)", plan.signalToQuantizationNoise(collected.statistics))
