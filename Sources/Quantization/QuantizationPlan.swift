@@ -98,7 +98,8 @@ public struct QuantizationPlan: Sendable, Equatable {
         statistics: CalibrationStatistics, weights: VimWeights, method: CalibrationMethod,
         settings: QuantizationSettings
     ) throws -> QuantizationPlan {
-        guard statistics.hasHistograms || !method.readsHistograms else {
+        let hasHistograms = statistics.hasHistograms
+        guard hasHistograms || !method.readsHistograms else {
             throw QuantizationError.missingHistograms(method: method.name)
         }
         var activations: [(ObservationPoint, ActivationQuantizer)] = []
@@ -106,7 +107,7 @@ public struct QuantizationPlan: Sendable, Equatable {
         for entry in statistics.points {
             let bits = entry.role == .edgeActivation ? settings.edgeBits : settings.activationBits
             let samples =
-                statistics.hasHistograms
+                hasHistograms
                 ? WeightedSamples(entry.histograms) : WeightedSamples(minima: entry.minimum, maxima: entry.maximum)
             guard !samples.isEmpty else { throw QuantizationError.noData(point: entry.point.description) }
             let quantizer: ActivationQuantizer
@@ -114,7 +115,7 @@ public struct QuantizationPlan: Sendable, Equatable {
             case .activation, .edgeActivation, .discreteB:
                 quantizer = .uniform(Fitting.uniform(samples, bits: bits, fitter: method.rangeFitter))
             case .discreteA:
-                let median = statistics.hasHistograms ? samples.quantile(0.5) : nil
+                let median = hasHistograms ? samples.quantile(0.5) : nil
                 medians[entry.point] = median
                 if method.discreteA != .uniform, let median, median > settings.ltsqThreshold {
                     quantizer = .longTailed(try longTailed(entry, bits: bits, method: method))

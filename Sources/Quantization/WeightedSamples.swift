@@ -29,7 +29,7 @@ struct WeightedSamples {
         }
     }
 
-    /// No value was seen: from histograms, none was counted; from ranges, none is finite.
+    /// No value was seen: from histograms, none was counted; from ranges, every step saw only NaN or nothing.
     var isEmpty: Bool { !(minimum <= maximum) }
 
     var total: Double { weights.reduce(0, +) }

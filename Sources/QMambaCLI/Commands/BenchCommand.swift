@@ -17,8 +17,8 @@ enum BenchCommand: Command {
         observer passes (ranges, histograms) are timed as the observer figure: the statistics that calibrating with \
         the plan's method collects (minmax needs the range pass alone), the histogram pass counting the scan values \
         --scan-sampling picks. The histogram pass is also timed with the log distances of A_bar, which reports and \
-        the *-search methods count. With \
-        --image-folder it also times decoding plus the evaluation transform over every image in the folder.
+        the *-search methods count. With --image-folder it also times decoding plus the evaluation transform over \
+        every image in the folder.
         """
     static let options: [OptionSpec] =
         [

@@ -197,7 +197,7 @@ enum Calibration {
         let ranges = StatisticsObserver(
             statistics: CalibrationStatistics(depth: model.configuration.depth, length: model.configuration.tokenCount),
             pass: .ranges)
-        let rangeSkipped = try runner.run(label: histograms ? "pass 1/2 (ranges)" : "ranges (no histograms needed)") {
+        var skipped = try runner.run(label: histograms ? "pass 1/2 (ranges)" : "ranges (no histograms needed)") {
             batch in
             _ = try model(batch.images, hooks: ranges)
             if !histograms { ranges.countImages(batch.images.shape[0]) }
@@ -206,7 +206,6 @@ enum Calibration {
         cluster.allReduce(&minima, .minimum)
         cluster.allReduce(&maxima, .maximum)
         var statistics = ranges.statistics
-        var skipped = rangeSkipped
         if histograms {
             statistics.startHistograms(
                 minima: minima, maxima: maxima, scanSampling: sampling, logDistances: logDistances)
