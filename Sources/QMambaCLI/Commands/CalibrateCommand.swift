@@ -190,10 +190,13 @@ enum Calibration {
             dataset: dataset, cluster: cluster, batchSize: try arguments.integer("batch-size")!,
             transform: try DataOptions.transform(arguments, model: model), strict: arguments.flag("strict"),
             console: console)
+        let scope =
+            if !histograms { "; ranges only" } else if sampling == .everyValue { "" } else {
+                "; histograms count 1 in \(sampling.stride) scan values"
+            }
         console.line(
             "calibrating on \(dataset.samples.count) images, \(cluster.size) rank\(cluster.size == 1 ? "" : "s"), "
-                + "model D \(model.configuration.embedDimension) x \(model.configuration.depth) layers"
-                + (sampling == .everyValue ? "" : "; histograms count 1 in \(sampling.stride) scan values"))
+                + "model D \(model.configuration.embedDimension) x \(model.configuration.depth) layers" + scope)
         let ranges = StatisticsObserver(
             statistics: CalibrationStatistics(depth: model.configuration.depth, length: model.configuration.tokenCount),
             pass: .ranges)
