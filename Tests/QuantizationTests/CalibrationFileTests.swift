@@ -7,11 +7,15 @@ import Vim
 
 @testable import Quantization
 
+/// The micro fixture's own four input images.
+func microInput() throws -> Tensor {
+    try NumPyArray(contentsOf: Fixtures.bundled("vim-official-init/vim_micro_input.npy")).tensor
+}
+
 /// Statistics of the micro fixture on its own four input images.
 func microStatistics() throws -> (VimModel, CalibrationStatistics) {
     let model = try VimModel(loading: try CheckpointFile.open(Fixtures.bundled("vim-official-init/vim_micro.pth")))
-    let input = try NumPyArray(contentsOf: Fixtures.bundled("vim-official-init/vim_micro_input.npy")).tensor
-    return (model, try CalibrationStatistics.observe(model, on: input))
+    return (model, try CalibrationStatistics.observe(model, on: try microInput()))
 }
 
 @Suite("Calibration files and fake quantization")
@@ -46,7 +50,7 @@ struct CalibrationFileTests {
     @Test("statistics merged from shards equal the statistics of the whole set")
     func shardedStatistics() throws {
         let (model, whole) = try microStatistics()
-        let input = try NumPyArray(contentsOf: Fixtures.bundled("vim-official-init/vim_micro_input.npy")).tensor
+        let input = try microInput()
         let c = model.configuration
         var minima: [Double]?
         var maxima: [Double]?
@@ -77,8 +81,7 @@ struct CalibrationFileTests {
         arguments: CalibrationMethod.table.map(\.name))
     func rangesOnly(_ name: String) throws {
         let (model, complete) = try microStatistics()
-        let input = try NumPyArray(contentsOf: Fixtures.bundled("vim-official-init/vim_micro_input.npy")).tensor
-        let ranges = try CalibrationStatistics.observeRanges(model, on: input)
+        let ranges = try CalibrationStatistics.observeRanges(model, on: microInput())
         #expect(!ranges.hasHistograms && complete.hasHistograms)
         let method = try CalibrationMethod.named(name)
         #expect(method.readsHistograms == (name != "minmax"))
@@ -103,8 +106,7 @@ struct CalibrationFileTests {
         arguments: CalibrationMethod.table.map(\.name))
     func logDistancesOnlyWhereRead(_ name: String) throws {
         let (model, complete) = try microStatistics()
-        let input = try NumPyArray(contentsOf: Fixtures.bundled("vim-official-init/vim_micro_input.npy")).tensor
-        let partial = try CalibrationStatistics.observe(model, on: input, logDistances: false)
+        let partial = try CalibrationStatistics.observe(model, on: microInput(), logDistances: false)
         #expect(partial.points.allSatisfy { $0.logHistogram == nil })
         #expect(complete.points.contains { $0.logHistogram != nil })
         #expect(partial.points.map(\.histograms) == complete.points.map(\.histograms))
@@ -298,7 +300,7 @@ struct CalibrationFileTests {
     @Test("fake quantization at 16 bits changes the logits very little; the plan's weights lie on their grids")
     func sixteenBits() throws {
         let (model, plan) = try microPlan("minmax", bits: 16, edgeBits: 16)
-        let input = try NumPyArray(contentsOf: Fixtures.bundled("vim-official-init/vim_micro_input.npy")).tensor
+        let input = try microInput()
         let reference = try model(input)
         let quantized = VimModel(configuration: model.configuration, weights: plan.quantizedWeights(model.weights))
         let logits = try quantized(input, hooks: FakeQuantizationHooks(plan: plan))
@@ -315,7 +317,7 @@ struct CalibrationFileTests {
         let (model, plan) = try microPlan(name)
         let kinds = Set(plan.activations.map(\.quantizer.kind))
         if name.hasPrefix("qmamba") { #expect(kinds.isSuperset(of: ["ltsq", "tgq"]), "\(kinds)") }
-        let input = try NumPyArray(contentsOf: Fixtures.bundled("vim-official-init/vim_micro_input.npy")).tensor
+        let input = try microInput()
         let quantized = VimModel(configuration: model.configuration, weights: plan.quantizedWeights(model.weights))
         let fused = try quantized(input, hooks: FakeQuantizationHooks(plan: plan))
         let stepwise = try quantized(input, hooks: FakeQuantizationHooks(plan: plan, fused: false))
