@@ -34,7 +34,7 @@ public struct CalibrationStatistics: Sendable {
 
     /// Per point, in `QuantizationPoints.activations` order.
     public var points: [Point]
-    /// Images that went through the model.
+    /// Images that went through the model, counted in the range pass (which every calibration runs).
     public var imageCount: Int64 = 0
     /// Which of the scan's Ā, B̄ and h values the histogram pass counts (ranges always cover every value).
     public private(set) var scanSampling: ScanSampling = .everyValue
@@ -231,12 +231,13 @@ extension CalibrationStatistics {
             model, on: images, scanSampling: scanSampling, logDistances: logDistances)
     }
 
-    /// The range pass over `images`: statistics with every point's extremes and no histograms.
+    /// The range pass over `images`: statistics with every point's extremes and the image count, no histograms.
     public static func observeRanges(_ model: VimModel, on images: Tensor) throws -> CalibrationStatistics {
         let c = model.configuration
         let ranges = StatisticsObserver(
             statistics: CalibrationStatistics(depth: c.depth, length: c.tokenCount), pass: .ranges)
         _ = try model(images, hooks: ranges)
+        ranges.countImages(images.shape[0])
         return ranges.statistics
     }
 
@@ -251,7 +252,6 @@ extension CalibrationStatistics {
             minima: flat.minima, maxima: flat.maxima, scanSampling: scanSampling, logDistances: logDistances)
         let counts = StatisticsObserver(statistics: statistics, pass: .histograms)
         _ = try model(images, hooks: counts)
-        counts.countImages(images.shape[0])
         return counts.statistics
     }
 }

@@ -203,7 +203,7 @@ enum Calibration {
         var skipped = try runner.run(label: histograms ? "pass 1/2 (ranges)" : "ranges (no histograms needed)") {
             batch in
             _ = try model(batch.images, hooks: ranges)
-            if !histograms { ranges.countImages(batch.images.shape[0]) }
+            ranges.countImages(batch.images.shape[0])
         }
         var (minima, maxima) = ranges.statistics.flatRanges
         cluster.allReduce(&minima, .minimum)
@@ -215,7 +215,6 @@ enum Calibration {
             let counts = StatisticsObserver(statistics: statistics, pass: .histograms)
             skipped = try runner.run(label: "pass 2/2 (histograms)") { batch in
                 _ = try model(batch.images, hooks: counts)
-                counts.countImages(batch.images.shape[0])
             }
             statistics = counts.statistics
         } else {
