@@ -89,7 +89,10 @@ public struct CalibrationFile: Sendable {
                             ]) { $1 })
                     })
             }
-            if let median = plan.discreteAMedians[point] { entry["median"] = .float(median) }
+            if let count = plan.discreteAThresholdCounts[point] {
+                entry["values_above_threshold"] = .integer(Int(count.above))
+                entry["values_counted"] = .integer(Int(count.total))
+            }
             activations[point.description] = .object(entry)
         }
         var weights: [String: CanonicalJSON] = [:]
@@ -201,7 +204,7 @@ public struct CalibrationFile: Sendable {
                 "model.configuration has depth \(configuration.depth) for \(activationObject.count) activations")
         }
         var activations: [(ObservationPoint, ActivationQuantizer)] = []
-        var medians: [ObservationPoint: Float] = [:]
+        var thresholdCounts: [ObservationPoint: ThresholdCount] = [:]
         for (point, _) in QuantizationPoints.activations(depth: configuration.depth) {
             let entry = try reader.object(activationObject, point.description)
             switch try reader.string(entry, "quantizer") {
@@ -233,7 +236,17 @@ public struct CalibrationFile: Sendable {
             case let other:
                 throw invalid("\(point): unknown quantizer '\(other)'")
             }
-            if entry["median"] != nil { medians[point] = try reader.float(entry, "median") }
+            if entry["values_above_threshold"] != nil || entry["values_counted"] != nil {
+                let (above, total) = (
+                    try reader.int(entry, "values_above_threshold"), try reader.int(entry, "values_counted")
+                )
+                guard 0 <= above, above <= total else {
+                    throw invalid(
+                        "\(point): values_above_threshold \(above) is not between 0 and values_counted \(total)")
+                }
+                thresholdCounts[point] = ThresholdCount(
+                    threshold: settings.ltsqThreshold, above: Int64(above), total: Int64(total))
+            }
         }
         let weightObject = try reader.object(root, "weights")
         var weights: [(WeightPoint, WeightQuantization)] = []
@@ -247,7 +260,8 @@ public struct CalibrationFile: Sendable {
             weights.append((point, WeightQuantization(bits: bits, scales: scales)))
         }
         plan = QuantizationPlan(
-            method: method, settings: settings, activations: activations, weights: weights, discreteAMedians: medians)
+            method: method, settings: settings, activations: activations, weights: weights,
+            discreteAThresholdCounts: thresholdCounts)
         guard let seed = UInt64(try reader.string(calibration, "seed")) else {
             throw invalid("calibration.seed is not a number")
         }

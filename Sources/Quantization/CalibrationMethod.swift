@@ -12,7 +12,8 @@ public enum RangeFitter: String, CaseIterable, Sendable {
 public enum DiscreteAQuantization: String, Sendable {
     /// A uniform quantizer fitted like the other activations.
     case uniform
-    /// LtSQ with the published rule (s = 1), where the median of Ā exceeds the threshold.
+    /// LtSQ with the published rule (s = 1), where the median of Ā exceeds the threshold (more than
+    /// half of its values do).
     case ltsq
     /// LtSQ with the scale inside the logarithm searched for least squared error.
     case ltsqSearch = "ltsq-search"
@@ -72,11 +73,24 @@ public struct CalibrationMethod: Sendable, Equatable {
             summary: "QMamba with searched-scale LtSQ and DP-grouped TGQ"),
     ]
 
-    /// Whether fitting reads the histogram of −log2(1 − Ā). Only the searched LtSQ does: the published
-    /// rule's grid is fixed, and the median that decides between LtSQ and uniform comes from Ā's own
-    /// histogram. Calibration counts these log distances only when the method reads them, which is a
-    /// sixth of the histogram pass for Vim-B (Docs/PERFORMANCE.md).
+    /// Whether fitting reads the histogram of −log2(1 − Ā) where it chooses LtSQ. Only the searched LtSQ
+    /// does: the published rule's grid is fixed, and what decides between LtSQ and uniform is counted in
+    /// the range pass. Calibration counts these log distances only when the method reads them, which is
+    /// a sixth of the histogram pass for Vim-B (Docs/PERFORMANCE.md).
     public var readsLogDistances: Bool { discreteA == .ltsqSearch }
+
+    /// Whether fitting chooses between LtSQ and a uniform quantizer at each Ā point, by how many of Ā's
+    /// values exceed the LtSQ threshold: calibration counts them in the range pass only for such methods.
+    public var readsThresholdCounts: Bool { discreteA != .uniform }
+
+    /// Whether fitting reads the histogram of Ā's values at a point where more than half of them do
+    /// (or do not) exceed the LtSQ threshold: a method with a uniform Ā always does (but `minmax`, which
+    /// reads no histogram), LtSQ with the published rule only where it falls back to a uniform
+    /// quantizer, and searched LtSQ always (its log distances are counted with Ā's values).
+    public func readsDiscreteAHistogram(majorityAboveThreshold: Bool) -> Bool {
+        guard readsHistograms else { return false }
+        return discreteA != .ltsq || !majorityAboveThreshold
+    }
 
     /// Whether fitting reads histograms at all. Min–max quantizers, with Ā uniform and one quantizer for h,
     /// are fitted from the ranges alone, so calibrating them needs only the range pass.
@@ -105,8 +119,11 @@ public struct QuantizationSettings: Sendable, Equatable {
     public var edgeBits: Int = 8
     /// TGQ groups G.
     public var groups: Int = 8
-    /// LtSQ is used where the median of Ā exceeds this (a uniform quantizer otherwise).
-    public var ltsqThreshold: Float = 0.5
+    /// LtSQ is used where the median of Ā exceeds this, that is where more than half of Ā's values do
+    /// (a uniform quantizer otherwise).
+    public var ltsqThreshold: Float = Self.defaultLtsqThreshold
+    /// The default LtSQ threshold α.
+    public static let defaultLtsqThreshold: Float = 0.5
 
     /// Settings with the given bit widths and default parameters.
     public init(weightBits: Int, activationBits: Int) {
@@ -142,6 +159,11 @@ public enum QuantizationError: Error, CustomStringConvertible, Equatable {
     case missingLogDistances(point: String, method: String)
     /// Statistics of the range pass alone, for a method that reads histograms.
     case missingHistograms(method: String)
+    /// Statistics collected without the histogram of a point that the method fits a quantizer on.
+    case missingHistogram(point: String, method: String)
+    /// Statistics whose Ā was counted against another LtSQ threshold than the settings', or against
+    /// none (nil), for a method that chooses LtSQ by it.
+    case thresholdMismatch(statistics: Float?, settings: Float)
 
     /// A message that names the problem and what is accepted.
     public var description: String {
@@ -160,6 +182,13 @@ public enum QuantizationError: Error, CustomStringConvertible, Equatable {
         case .missingHistograms(let method):
             return "method \(method) reads histograms, but the statistics hold only ranges; collect them with "
                 + "the histogram pass"
+        case .missingHistogram(let point, let method):
+            return "method \(method) fits a uniform quantizer at \(point), but the statistics have no histogram "
+                + "there (they were collected for methods that choose LtSQ there); collect them for \(method)"
+        case .thresholdMismatch(let statistics, let settings):
+            let counted = statistics.map { "against the LtSQ threshold \($0)" } ?? "against no LtSQ threshold"
+            return "the statistics counted A_bar \(counted), the settings ask for \(settings); collect them with "
+                + "the settings' threshold"
         }
     }
 }

@@ -76,13 +76,13 @@ public struct QuantizationPlan: Sendable, Equatable {
     public var activations: [(point: ObservationPoint, quantizer: ActivationQuantizer)]
     /// Weight quantization in `WeightPoint.all` order.
     public var weights: [(point: WeightPoint, quantization: WeightQuantization)]
-    /// The median of Ā at each Ā point (what decides between LtSQ and uniform), when the statistics had
-    /// histograms (not for `minmax`, which runs the range pass alone).
-    public var discreteAMedians: [ObservationPoint: Float]
+    /// At each Ā point, how many of Ā's calibration values exceeded the LtSQ threshold, of how many:
+    /// LtSQ methods choose LtSQ where more than half did. (Empty for plans read from exported models.)
+    public var discreteAThresholdCounts: [ObservationPoint: ThresholdCount]
 
     /// Compares everything, point by point.
     public static func == (a: QuantizationPlan, b: QuantizationPlan) -> Bool {
-        a.method == b.method && a.settings == b.settings && a.discreteAMedians == b.discreteAMedians
+        a.method == b.method && a.settings == b.settings && a.discreteAThresholdCounts == b.discreteAThresholdCounts
             && a.activations.map(\.point) == b.activations.map(\.point)
             && a.activations.map(\.quantizer) == b.activations.map(\.quantizer)
             && a.weights.map(\.point) == b.weights.map(\.point)
@@ -92,46 +92,47 @@ public struct QuantizationPlan: Sendable, Equatable {
     /// Fits every quantizer: weights from the model, activations from the merged statistics (ranges
     /// alone suffice for a method that does not `readsHistograms`).
     ///
-    /// - Throws: `QuantizationError.noData` when a point saw no values, `missingHistograms` or
+    /// At an Ā point, a method with LtSQ chooses it where more than half of Ā's values exceed the
+    /// threshold (the statistics' exact count), and fits a uniform quantizer on Ā's histogram otherwise.
+    ///
+    /// - Throws: `QuantizationError.noData` when a point saw no values, `thresholdMismatch` when the
+    ///   method chooses LtSQ and the statistics counted Ā against another threshold (or none), `missingHistograms`, `missingHistogram` or
     ///   `missingLogDistances` when the statistics lack what the method reads.
     public static func fit(
         statistics: CalibrationStatistics, weights: VimWeights, method: CalibrationMethod,
         settings: QuantizationSettings
     ) throws -> QuantizationPlan {
-        let hasHistograms = statistics.hasHistograms
-        guard hasHistograms || !method.readsHistograms else {
+        guard !method.readsThresholdCounts || statistics.discreteAThreshold == settings.ltsqThreshold else {
+            throw QuantizationError.thresholdMismatch(
+                statistics: statistics.discreteAThreshold, settings: settings.ltsqThreshold)
+        }
+        guard statistics.hasHistograms || !method.readsHistograms else {
             throw QuantizationError.missingHistograms(method: method.name)
         }
         var activations: [(ObservationPoint, ActivationQuantizer)] = []
-        var medians: [ObservationPoint: Float] = [:]
+        var thresholdCounts: [ObservationPoint: ThresholdCount] = [:]
         for entry in statistics.points {
             let bits = entry.role == .edgeActivation ? settings.edgeBits : settings.activationBits
-            let samples =
-                hasHistograms
-                ? WeightedSamples(entry.histograms) : WeightedSamples(minima: entry.minimum, maxima: entry.maximum)
-            guard !samples.isEmpty else { throw QuantizationError.noData(point: entry.point.description) }
+            guard !WeightedSamples(minima: entry.minimum, maxima: entry.maximum).isEmpty else {
+                throw QuantizationError.noData(point: entry.point.description)
+            }
+            if let count = entry.aboveThreshold {
+                thresholdCounts[entry.point] = count
+                if method.readsThresholdCounts && count.isMajorityAbove {
+                    activations.append((entry.point, .longTailed(try longTailed(entry, bits: bits, method: method))))
+                    continue
+                }
+            }
+            let samples = try Self.samples(entry, fromHistograms: method.readsHistograms, method: method)
             let quantizer: ActivationQuantizer
-            switch entry.role {
-            case .activation, .edgeActivation, .discreteB:
+            switch (entry.role, method.hiddenState) {
+            case (.hiddenState, .tgq), (.hiddenState, .tgqDP):
+                quantizer = .temporalGroups(
+                    Fitting.temporalGroups(
+                        entry.histograms, bits: bits, groups: settings.groups, fitter: method.rangeFitter,
+                        dynamic: method.hiddenState == .tgqDP))
+            default:
                 quantizer = .uniform(Fitting.uniform(samples, bits: bits, fitter: method.rangeFitter))
-            case .discreteA:
-                let median = hasHistograms ? samples.quantile(0.5) : nil
-                medians[entry.point] = median
-                if method.discreteA != .uniform, let median, median > settings.ltsqThreshold {
-                    quantizer = .longTailed(try longTailed(entry, bits: bits, method: method))
-                } else {
-                    quantizer = .uniform(Fitting.uniform(samples, bits: bits, fitter: method.rangeFitter))
-                }
-            case .hiddenState:
-                switch method.hiddenState {
-                case .perTensor:
-                    quantizer = .uniform(Fitting.uniform(samples, bits: bits, fitter: method.rangeFitter))
-                case .tgq, .tgqDP:
-                    quantizer = .temporalGroups(
-                        Fitting.temporalGroups(
-                            entry.histograms, bits: bits, groups: settings.groups, fitter: method.rangeFitter,
-                            dynamic: method.hiddenState == .tgqDP))
-                }
             }
             activations.append((entry.point, quantizer))
         }
@@ -144,7 +145,21 @@ public struct QuantizationPlan: Sendable, Equatable {
         }
         return QuantizationPlan(
             method: method, settings: settings, activations: activations, weights: fittedWeights,
-            discreteAMedians: medians)
+            discreteAThresholdCounts: thresholdCounts)
+    }
+
+    /// What a uniform quantizer (or TGQ) at `entry` is fitted on: its histograms, or its ranges for a
+    /// method that reads no histograms (whose quantizers the ranges determine).
+    private static func samples(
+        _ entry: CalibrationStatistics.Point, fromHistograms: Bool, method: CalibrationMethod
+    ) throws -> WeightedSamples {
+        guard fromHistograms else { return WeightedSamples(minima: entry.minimum, maxima: entry.maximum) }
+        guard !entry.histograms.isEmpty else {
+            throw QuantizationError.missingHistogram(point: entry.point.description, method: method.name)
+        }
+        let samples = WeightedSamples(entry.histograms)
+        guard !samples.isEmpty else { throw QuantizationError.noData(point: entry.point.description) }
+        return samples
     }
 
     /// LtSQ at an Ā point: the published rule, or with the scale searched on the histogram of log distances.

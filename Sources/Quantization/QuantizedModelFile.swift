@@ -116,7 +116,7 @@ public enum QuantizedModelFile {
     }
 
     /// Reads an exported file back: the model with dequantized weights and the plan of its activation
-    /// and weight quantizers (the Ā medians, which only explain the fit, are not exported).
+    /// and weight quantizers (Ā's threshold counts, which only explain the fit, are not exported).
     public static func read(_ path: String) throws -> (model: VimModel, plan: QuantizationPlan) {
         let file = try SafetensorsFile(path: path)
         func invalid(_ detail: String) -> QuantizationError {
@@ -248,7 +248,7 @@ public enum QuantizedModelFile {
             configuration: configuration)
         let plan = QuantizationPlan(
             method: try CalibrationMethod.named(methodName), settings: settings, activations: activations,
-            weights: weightPlan, discreteAMedians: [:])
+            weights: weightPlan, discreteAThresholdCounts: [:])
         return (model, plan)
     }
 

@@ -292,8 +292,8 @@ public struct QuantityCounts: Sendable, Equatable {
     }
 }
 
-/// The grids on which the scan's histogram pass counts Ā_t, B̄_t and h_t.
-public typealias ScanBinning = ScanQuantities<QuantityBinning>
+/// The grids on which the scan's histogram pass counts Ā_t, B̄_t and h_t (nil: not counted).
+public typealias ScanBinning = ScanQuantities<QuantityBinning?>
 
 /// How one scan quantity is snapped at every time step.
 public enum ScanStepGrid: Sendable, Equatable {

@@ -14,13 +14,37 @@ public struct ScanExtremes: Sendable, Equatable {
     public var minima: [Float]
     /// Per time step for h_t; one entry for Ā_t and B̄_t.
     public var maxima: [Float]
+    /// How many values exceeded a threshold, when one was given.
+    public var aboveThreshold: ThresholdCount?
 
     /// Extremes from their values.
-    public init(minima: [Float], maxima: [Float]) {
+    public init(minima: [Float], maxima: [Float], aboveThreshold: ThresholdCount? = nil) {
         precondition(minima.count == maxima.count)
         self.minima = minima
         self.maxima = maxima
+        self.aboveThreshold = aboveThreshold
     }
+}
+
+/// How many of a quantity's values exceeded a threshold, of how many (a NaN never exceeds it). Counts
+/// are integers, so that ranks merge them exactly with a SUM.
+public struct ThresholdCount: Sendable, Equatable {
+    /// The threshold.
+    public var threshold: Float
+    /// Values greater than `threshold`.
+    public var above: Int64
+    /// Values seen.
+    public var total: Int64
+
+    /// A count from its values.
+    public init(threshold: Float, above: Int64, total: Int64) {
+        self.threshold = threshold
+        self.above = above
+        self.total = total
+    }
+
+    /// Whether more than half of the values exceeded the threshold: whether their median does.
+    public var isMajorityAbove: Bool { 2 * above > total }
 }
 
 /// Sees, and may replace, the scan's internal quantities one time step at a time.
@@ -68,35 +92,47 @@ public enum SelectiveScan {
 
     /// The unquantized scan (as `apply`), also returning the smallest and largest Ā_t and B̄_t over
     /// all steps, channels and states and of h_t per step, NaN ignored: what calibration's range pass
-    /// needs, found in the vectorised kernel instead of over materialised steps.
+    /// needs, found in the vectorised kernel instead of over materialised steps. With a threshold, the
+    /// Ā_t above it are counted too (what decides between LtSQ and a uniform quantizer for Ā).
     public static func applyRecordingExtremes(
-        x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: [Float]
+        x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: [Float], discreteAThreshold: Float? = nil
     ) -> (y: Tensor, discreteA: ScanExtremes, discreteB: ScanExtremes, hiddenState: ScanExtremes) {
         checkShapes(x: x, delta: delta, a: a, b: b, c: c, d: d)
         let operands = ScanOperands(x: x, delta: delta, a: a, b: b, c: c, d: d)
-        let (y, (recordedA, recordedB, recordedH)) = scanKernel(
-            operands, ExtremesRecorder(slots: 1), ExtremesRecorder(slots: 1), ExtremesRecorder(slots: x.shape[1]))
         func extremes(_ r: ExtremesRecorder) -> ScanExtremes { ScanExtremes(minima: r.minima, maxima: r.maxima) }
-        return (Tensor(shape: x.shape, scalars: y), extremes(recordedA), extremes(recordedB), extremes(recordedH))
+        guard let threshold = discreteAThreshold else {
+            let (y, (recordedA, recordedB, recordedH)) = scanKernel(
+                operands, ExtremesRecorder(slots: 1), ExtremesRecorder(slots: 1), ExtremesRecorder(slots: x.shape[1]))
+            return (Tensor(shape: x.shape, scalars: y), extremes(recordedA), extremes(recordedB), extremes(recordedH))
+        }
+        let (y, (recordedA, recordedB, recordedH)) = scanKernel(
+            operands, ThresholdExtremesRecorder(threshold: threshold), ExtremesRecorder(slots: 1),
+            ExtremesRecorder(slots: x.shape[1]))
+        var discreteA = extremes(recordedA.extremes)
+        discreteA.aboveThreshold = ThresholdCount(
+            threshold: threshold, above: recordedA.above,
+            total: Int64(x.shape[0] * x.shape[1] * a.shape[0] * a.shape[1]))
+        return (Tensor(shape: x.shape, scalars: y), discreteA, extremes(recordedB), extremes(recordedH))
     }
 
     /// The unquantized scan (as `apply`), also counting the Ā_t, B̄_t and h_t of the real channels that
     /// each quantity's `sampling` picks (every one by default) on the grids of `binning`: what
     /// calibration's histogram pass needs, found in the vectorised kernel instead of over materialised
-    /// steps. The counts are those `BinGrid.count` gives over the picked values a `ScanStepHook` sees.
+    /// steps. The counts are those `BinGrid.count` gives over the picked values a `ScanStepHook` sees;
+    /// a quantity without binning is not counted (nil).
     public static func applyCountingBins(
         x: Tensor, delta: Tensor, a: Tensor, b: Tensor, c: Tensor, d: [Float], binning: ScanBinning
-    ) -> (y: Tensor, discreteA: QuantityCounts, discreteB: QuantityCounts, hiddenState: QuantityCounts) {
+    ) -> (y: Tensor, discreteA: QuantityCounts?, discreteB: QuantityCounts?, hiddenState: QuantityCounts?) {
         checkShapes(x: x, delta: delta, a: a, b: b, c: c, d: d)
-        for quantity in [binning.discreteA, binning.discreteB, binning.hiddenState] {
+        for case let quantity? in [binning.discreteA, binning.discreteB, binning.hiddenState] {
             precondition(quantity.grids.count == 1 || quantity.grids.count >= x.shape[1])
             precondition(a.shape[1] % quantity.sampling.stride == 0)
         }
         let operands = ScanOperands(x: x, delta: delta, a: a, b: b, c: c, d: d)
-        let (y, (countedA, countedB, countedH)) = scanKernel(
-            operands, BinRecorder(binning.discreteA, states: a.shape[1]),
-            BinRecorder(binning.discreteB, states: a.shape[1]), BinRecorder(binning.hiddenState, states: a.shape[1]))
-        return (Tensor(shape: x.shape, scalars: y), countedA.counts, countedB.counts, countedH.counts)
+        let states = a.shape[1]
+        let counted = withRecorder(
+            binning.discreteA, states: states, CountDiscreteA(operands: operands, binning: binning, states: states))
+        return (Tensor(shape: x.shape, scalars: counted.y), counted.discreteA, counted.discreteB, counted.hiddenState)
     }
 
     /// x and Δ [S, L, E], A [E, N], B and C [S, L, N], D [E]: the shapes every entry point requires.
@@ -296,7 +332,7 @@ private struct ExtremesRecorder: LaneSnap {
     private let perStep: Bool
     private var slot = 0
     /// Lanes past the last real channel of a partial group carry made-up values.
-    private var real = Lanes(repeating: 0) .== 0
+    private(set) var real = Lanes(repeating: 0) .== 0
 
     init(slots: Int) {
         perStep = slots > 1
@@ -333,6 +369,41 @@ private struct ExtremesRecorder: LaneSnap {
         lowest = Lanes(repeating: .infinity)
         highest = Lanes(repeating: -.infinity)
     }
+}
+
+/// Records Ā's extremes as `ExtremesRecorder` does, and counts the values above a threshold.
+///
+/// A channel group's counts stay in a register (at most N per lane) and are added up after the group,
+/// the made-up lanes of a partial group left out.
+private struct ThresholdExtremesRecorder: LaneSnap {
+    typealias GroupRecord = (extremes: ExtremesRecorder.GroupRecord, above: SIMD8<Int32>)
+    static var isObserver: Bool { true }
+    private(set) var extremes = ExtremesRecorder(slots: 1)
+    private let threshold: Lanes
+    /// Values above the threshold so far.
+    private(set) var above: Int64 = 0
+
+    init(threshold: Float) { self.threshold = Lanes(repeating: threshold) }
+
+    @inline(__always) mutating func enter(step: Int) { extremes.enter(step: step) }
+
+    @inline(__always) mutating func enter(laneCount: Int) { extremes.enter(laneCount: laneCount) }
+
+    @inline(__always) func startGroup() -> GroupRecord { (extremes.startGroup(), SIMD8(repeating: 0)) }
+
+    /// A true lane of a comparison's mask is −1 in its bits, so subtracting the mask counts it.
+    @_transparent mutating func snap(_ values: Lanes, state: Int, recording record: inout GroupRecord) -> Lanes {
+        _ = extremes.snap(values, state: state, recording: &record.extremes)
+        record.above &-= unsafeBitCast(values .> threshold, to: SIMD8<Int32>.self)
+        return values
+    }
+
+    @inline(__always) mutating func leaveGroup(_ record: GroupRecord) {
+        extremes.leaveGroup(record.extremes)
+        above += Int64(record.above.replacing(with: 0, where: .!extremes.real).wrappedSum())
+    }
+
+    @inline(__always) mutating func finish() { extremes.finish() }
 }
 
 /// Leaves a quantity as it is and counts the values its sampling picks on its grid (that of the current
@@ -478,7 +549,7 @@ private struct BinRecorder: LaneSnap {
     }
 
     /// The counts so far.
-    var counts: QuantityCounts {
+    var quantityCounts: QuantityCounts {
         counters.checkQueue()
         let perGrid = binning.grids.indices.map {
             UnsafeBufferPointer(start: counters.storage + $0 * counterStride, count: counterStride)
@@ -495,6 +566,67 @@ private struct BinRecorder: LaneSnap {
             return values
         }
         return QuantityCounts(counts: counts, logDistanceCounts: logDistanceCounts)
+    }
+}
+
+/// Receives a quantity's recorder as a concrete type: a `BinRecorder` when it is counted, `Unquantized`
+/// when not, so each combination compiles to its own kernel.
+private protocol RecorderConsumer {
+    associatedtype Result
+    func consume<R: LaneSnap & CountedQuantity>(_ recorder: R) -> Result
+}
+
+/// What a quantity's recorder counted, if it counted.
+private protocol CountedQuantity {
+    var counts: QuantityCounts? { get }
+}
+
+extension Unquantized: CountedQuantity {
+    var counts: QuantityCounts? { nil }
+}
+
+extension BinRecorder: CountedQuantity {
+    var counts: QuantityCounts? { quantityCounts }
+}
+
+private func withRecorder<C: RecorderConsumer>(_ binning: QuantityBinning?, states: Int, _ consumer: C) -> C.Result {
+    if let binning { consumer.consume(BinRecorder(binning, states: states)) } else { consumer.consume(Unquantized()) }
+}
+
+private typealias CountedScan = (
+    y: [Float], discreteA: QuantityCounts?, discreteB: QuantityCounts?, hiddenState: QuantityCounts?
+)
+
+private struct CountDiscreteA: RecorderConsumer {
+    let operands: ScanOperands
+    let binning: ScanBinning
+    let states: Int
+    func consume<A: LaneSnap & CountedQuantity>(_ recorderA: A) -> CountedScan {
+        withRecorder(
+            binning.discreteB, states: states,
+            CountDiscreteB(operands: operands, binning: binning, states: states, recorderA: recorderA))
+    }
+}
+
+private struct CountDiscreteB<A: LaneSnap & CountedQuantity>: RecorderConsumer {
+    let operands: ScanOperands
+    let binning: ScanBinning
+    let states: Int
+    let recorderA: A
+    func consume<B: LaneSnap & CountedQuantity>(_ recorderB: B) -> CountedScan {
+        withRecorder(
+            binning.hiddenState, states: states,
+            CountHidden(operands: operands, recorderA: recorderA, recorderB: recorderB))
+    }
+}
+
+private struct CountHidden<A: LaneSnap & CountedQuantity, B: LaneSnap & CountedQuantity>: RecorderConsumer {
+    let operands: ScanOperands
+    let recorderA: A
+    let recorderB: B
+    func consume<H: LaneSnap & CountedQuantity>(_ recorderH: H) -> CountedScan {
+        let (y, (a, b, h)) = scanKernel(operands, recorderA, recorderB, recorderH)
+        return (y, a.counts, b.counts, h.counts)
     }
 }
 

@@ -154,13 +154,15 @@ public protocol ForwardHooks: AnyObject {
     /// (per step) h_t, found inside the vectorised kernel; takes the place of `needsScanInternals`
     /// for hooks that only need ranges.
     func recordsScanExtremes(layer: Int, direction: ScanDirection) -> Bool
+    /// A threshold above which the scan should also count Ā's values when it records extremes, or nil.
+    func discreteAThreshold(layer: Int, direction: ScanDirection) -> Float?
     /// Called once per batch for Ā, B̄ and h when `recordsScanExtremes` returned true.
     func processScanExtremes(_ point: ObservationPoint, _ extremes: ScanExtremes)
     /// The grids on which the scan of this block and direction should count Ā_t, B̄_t and h_t inside
     /// the vectorised kernel, or nil; takes the place of `needsScanInternals` for hooks that only
     /// need histograms.
     func scanBinning(layer: Int, direction: ScanDirection) -> ScanBinning?
-    /// Called once per batch for Ā, B̄ and h with their counts when `scanBinning` gave grids.
+    /// Called once per batch for each of Ā, B̄ and h that `scanBinning` gave grids for, with its counts.
     func processScanCounts(_ point: ObservationPoint, _ counts: QuantityCounts)
 }
 
@@ -175,6 +177,8 @@ extension ForwardHooks {
     public func scanQuantization(layer: Int, direction: ScanDirection) -> ScanQuantization? { nil }
     /// By default no extremes are recorded.
     public func recordsScanExtremes(layer: Int, direction: ScanDirection) -> Bool { false }
+    /// By default Ā's values are not counted against a threshold.
+    public func discreteAThreshold(layer: Int, direction: ScanDirection) -> Float? { nil }
     /// By default extremes are ignored.
     public func processScanExtremes(_ point: ObservationPoint, _ extremes: ScanExtremes) {}
     /// By default nothing is counted.

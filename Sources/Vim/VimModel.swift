@@ -168,7 +168,8 @@ public struct VimModel: Sendable {
         var y: Tensor
         if stepHook == nil, let hooks, hooks.recordsScanExtremes(layer: layer, direction: direction) {
             let recorded = SelectiveScan.applyRecordingExtremes(
-                x: u, delta: step, a: w.stateMatrix, b: b, c: c, d: w.skip)
+                x: u, delta: step, a: w.stateMatrix, b: b, c: c, d: w.skip,
+                discreteAThreshold: hooks.discreteAThreshold(layer: layer, direction: direction))
             hooks.processScanExtremes(point(.discreteA), recorded.discreteA)
             hooks.processScanExtremes(point(.discreteB), recorded.discreteB)
             hooks.processScanExtremes(point(.hiddenState), recorded.hiddenState)
@@ -176,9 +177,9 @@ public struct VimModel: Sendable {
         } else if stepHook == nil, let hooks, let binning = hooks.scanBinning(layer: layer, direction: direction) {
             let counted = SelectiveScan.applyCountingBins(
                 x: u, delta: step, a: w.stateMatrix, b: b, c: c, d: w.skip, binning: binning)
-            hooks.processScanCounts(point(.discreteA), counted.discreteA)
-            hooks.processScanCounts(point(.discreteB), counted.discreteB)
-            hooks.processScanCounts(point(.hiddenState), counted.hiddenState)
+            if let counts = counted.discreteA { hooks.processScanCounts(point(.discreteA), counts) }
+            if let counts = counted.discreteB { hooks.processScanCounts(point(.discreteB), counts) }
+            if let counts = counted.hiddenState { hooks.processScanCounts(point(.hiddenState), counts) }
             y = counted.y
         } else {
             y = SelectiveScan.apply(

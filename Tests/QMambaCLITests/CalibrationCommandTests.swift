@@ -32,6 +32,9 @@ struct CalibrationCommandTests {
         #expect(files.allSatisfy { $0 == files[0] })
         let text = String(decoding: files[0], as: UTF8.self)
         #expect(text.contains(#""format": "qmamba-calibration""#) && text.contains(#""images": 24"#))
+        // Ā's threshold counts, merged across ranks: every Ā value of 24 images (65 tokens, E 96, N 16).
+        #expect(text.components(separatedBy: #""values_counted": 2396160"#).count == 1 + 8)
+        #expect(single.output.contains("the histogram pass counts A_bar at 4 of 8 points"))
     }
 
     @Test("minmax runs the range pass alone; Q.json is byte-identical for 1 and 2 ranks and counts every image")
@@ -49,6 +52,8 @@ struct CalibrationCommandTests {
         #expect(files[0] == files[1])
         let text = String(decoding: files[0], as: UTF8.self)
         #expect(text.contains(#""method": "minmax""#) && text.contains(#""images": 24"#))
+        // A method that never chooses LtSQ does not count Ā against its threshold.
+        #expect(!text.contains("values_above_threshold"))
     }
 
     @Test("sampled scan histograms: Q.json is byte-identical for 1 and 2 ranks, records the sampling, differs")

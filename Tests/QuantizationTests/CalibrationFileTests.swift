@@ -12,10 +12,14 @@ func microInput() throws -> Tensor {
     try NumPyArray(contentsOf: Fixtures.bundled("vim-official-init/vim_micro_input.npy")).tensor
 }
 
-/// Statistics of the micro fixture on its own four input images.
-func microStatistics() throws -> (VimModel, CalibrationStatistics) {
+/// Statistics of the micro fixture on its own four input images, Ā counted against `discreteAThreshold`.
+func microStatistics(
+    discreteAThreshold: Float = QuantizationSettings.defaultLtsqThreshold
+) throws -> (VimModel, CalibrationStatistics) {
     let model = try VimModel(loading: try CheckpointFile.open(Fixtures.bundled("vim-official-init/vim_micro.pth")))
-    return (model, try CalibrationStatistics.observe(model, on: try microInput()))
+    return (
+        model, try CalibrationStatistics.observe(model, on: try microInput(), discreteAThreshold: discreteAThreshold)
+    )
 }
 
 @Suite("Calibration files and fake quantization")
@@ -56,16 +60,29 @@ struct CalibrationFileTests {
         var maxima: [Double]?
         for shard in [0..<1, 1..<4] {
             let observer = StatisticsObserver(
-                statistics: CalibrationStatistics(depth: c.depth, length: c.tokenCount), pass: .ranges)
+                statistics: CalibrationStatistics(
+                    depth: c.depth, length: c.tokenCount, discreteAThreshold: QuantizationSettings.defaultLtsqThreshold),
+                pass: .ranges)
             _ = try model(input.slice(outer: shard), hooks: observer)
             let flat = observer.statistics.flatRanges
             minima = minima.map { zip($0, flat.minima).map { min($0, $1) } } ?? flat.minima
             maxima = maxima.map { zip($0, flat.maxima).map { max($0, $1) } } ?? flat.maxima
         }
         #expect(minima! == whole.flatRanges.minima && maxima! == whole.flatRanges.maxima)
+        var thresholdCounts: [Int64]?
+        for shard in [0..<2, 2..<4] {
+            let flat = try CalibrationStatistics.observeRanges(model, on: input.slice(outer: shard)).flatThresholdCounts
+            thresholdCounts = thresholdCounts.map { zip($0, flat).map { $0 + $1 } } ?? flat
+        }
+        #expect(thresholdCounts! == whole.flatThresholdCounts)
+        // Two numbers per Ā point, the second every Ā value of the four images.
+        let c0 = model.configuration
+        let values = Int64(4 * c0.tokenCount * c0.innerDimension * c0.stateSize)
+        #expect(thresholdCounts!.count == 2 * 2 * c0.depth)
+        #expect(stride(from: 1, to: thresholdCounts!.count, by: 2).allSatisfy { thresholdCounts![$0] == values })
         var counts: [Int64]?
         for shard in [0..<3, 3..<4] {
-            var statistics = CalibrationStatistics(depth: c.depth, length: c.tokenCount)
+            var statistics = CalibrationStatistics(depth: c.depth, length: c.tokenCount, discreteAThreshold: nil)
             statistics.startHistograms(minima: minima!, maxima: maxima!)
             let observer = StatisticsObserver(statistics: statistics, pass: .histograms)
             _ = try model(input.slice(outer: shard), hooks: observer)
@@ -93,37 +110,76 @@ struct CalibrationFileTests {
         if method.readsHistograms {
             #expect(throws: QuantizationError.missingHistograms(method: name)) { try fit(ranges) }
         } else {
-            // Only the medians of Ā, which need histograms and decide nothing for this method, are left out.
-            var expected = try fit(complete)
-            #expect(!expected.discreteAMedians.isEmpty)
-            expected.discreteAMedians = [:]
+            // Ā's threshold counts come from the range pass too.
+            let expected = try fit(complete)
+            #expect(expected.discreteAThresholdCounts.count == 2 * model.configuration.depth)
             #expect(try fit(ranges) == expected)
         }
     }
 
     @Test(
-        "statistics without Ā's log distances fit the same plan where the method does not read them",
+        "statistics collected for a method fit the same plan as complete ones, at any LtSQ threshold",
         arguments: CalibrationMethod.table.map(\.name))
-    func logDistancesOnlyWhereRead(_ name: String) throws {
-        let (model, complete) = try microStatistics()
-        let partial = try CalibrationStatistics.observe(model, on: microInput(), logDistances: false)
-        #expect(partial.points.allSatisfy { $0.logHistogram == nil })
-        #expect(complete.points.contains { $0.logHistogram != nil })
-        #expect(partial.points.map(\.histograms) == complete.points.map(\.histograms))
+    func histogramsOnlyWhereRead(_ name: String) throws {
         let method = try CalibrationMethod.named(name)
         #expect(method.readsLogDistances == name.hasSuffix("-search"))
-        // A threshold of 0 puts LtSQ at every Ā point of the LtSQ methods.
-        var settings = QuantizationSettings(weightBits: 4, activationBits: 4)
-        settings.ltsqThreshold = 0
-        func fit(_ statistics: CalibrationStatistics) throws -> QuantizationPlan {
-            try QuantizationPlan.fit(statistics: statistics, weights: model.weights, method: method, settings: settings)
+        // α = 0: more than half of Ā is above it at every point (LtSQ everywhere for the LtSQ methods);
+        // α = 1: nowhere; the default: the micro model's Ā points split (checked below).
+        var majorities: [Float: Int] = [:]
+        var depth = 0
+        for threshold: Float in [0, 0.5, 1] {
+            let (model, complete) = try microStatistics(discreteAThreshold: threshold)
+            depth = model.configuration.depth
+            let partial = try CalibrationStatistics.observe(
+                model, on: microInput(), discreteAThreshold: threshold, reading: [method])
+            var settings = QuantizationSettings(weightBits: 4, activationBits: 4)
+            settings.ltsqThreshold = threshold
+            func fit(_ statistics: CalibrationStatistics) throws -> QuantizationPlan {
+                try QuantizationPlan.fit(
+                    statistics: statistics, weights: model.weights, method: method, settings: settings)
+            }
+            #expect(try fit(partial) == fit(complete), "threshold \(threshold)")
+            let majority = complete.points.filter { $0.aboveThreshold?.isMajorityAbove == true }.count
+            majorities[threshold] = majority
+            // Ā's values are counted where the method fits a uniform quantizer on them, or searches LtSQ's scale.
+            let counted: Int
+            switch method.discreteA {
+            case .uniform: counted = method.readsHistograms ? 2 * depth : 0
+            case .ltsq: counted = 2 * depth - majority
+            case .ltsqSearch: counted = 2 * depth
+            }
+            if method.readsHistograms { #expect(partial.countedDiscreteAPoints == counted, "threshold \(threshold)") }
+            #expect(partial.points.filter { $0.logHistogram != nil }.count == (method.readsLogDistances ? majority : 0))
+            #expect(
+                partial.points.filter { $0.role != .discreteA }.map(\.histograms)
+                    == complete.points.filter { $0.role != .discreteA }.map(\.histograms))
+            // Another method on these statistics is refused where they lack what it reads, naming the point.
+            if method.discreteA == .ltsq && majority > 0 {
+                let uniform = try CalibrationMethod.named("mse")
+                #expect {
+                    try QuantizationPlan.fit(
+                        statistics: partial, weights: model.weights, method: uniform, settings: settings)
+                } throws: { "\($0)".contains("method mse fits a uniform quantizer at layers.") }
+                let search = try CalibrationMethod.named("qmamba-search")
+                #expect {
+                    try QuantizationPlan.fit(
+                        statistics: partial, weights: model.weights, method: search, settings: settings)
+                } throws: { "\($0)".contains("method qmamba-search searches LtSQ's scale at layers.") }
+            }
         }
-        let full = try fit(complete)
-        if method.readsLogDistances {
-            let error = #expect(throws: QuantizationError.self) { try fit(partial) }
-            #expect(error.map { "\($0)" }?.contains("method \(name) searches LtSQ's scale at layers.0.") == true)
-        } else {
-            #expect(try fit(partial) == full)
+        #expect(majorities[0] == 2 * depth && majorities[1] == 0)
+        #expect(majorities[0.5]! > 0 && majorities[0.5]! < 2 * depth)
+    }
+
+    @Test("statistics counted against one LtSQ threshold are not fitted with another")
+    func thresholdMismatch() throws {
+        let (model, statistics) = try microStatistics()
+        var settings = QuantizationSettings(weightBits: 4, activationBits: 4)
+        settings.ltsqThreshold = 0.7
+        #expect(throws: QuantizationError.thresholdMismatch(statistics: 0.5, settings: 0.7)) {
+            try QuantizationPlan.fit(
+                statistics: statistics, weights: model.weights, method: CalibrationMethod.named("qmamba"),
+                settings: settings)
         }
     }
 
@@ -146,7 +202,7 @@ struct CalibrationFileTests {
     func microPlan(_ method: String = "qmamba", bits: Int = 4, edgeBits: Int? = nil) throws -> (
         VimModel, QuantizationPlan
     ) {
-        let (model, statistics) = try microStatistics()
+        let (model, statistics) = try microStatistics(discreteAThreshold: 0)
         var settings = QuantizationSettings(weightBits: bits, activationBits: bits)
         settings.ltsqThreshold = 0
         if let edgeBits { settings.edgeBits = edgeBits }

@@ -338,6 +338,42 @@ struct KernelTests {
         // Ā = exp(Δ A) < 1 in every real channel: the padded lanes (Δ = 0, so Ā = 1) were not counted.
         #expect(recorded.discreteA.maxima[0] < 1)
         #expect(recorded.hiddenState.minima.count == l)
+        #expect(recorded.discreteA.aboveThreshold == nil)
+    }
+
+    @Test(
+        "the range pass's count of Ā above a threshold equals that over every materialised step, padded lanes left out",
+        arguments: [11, 16])
+    func discreteAThresholdCount(channels: Int) {
+        let (x, delta, a, b, c, d) = scanInputs(channels: channels)
+        /// Every Ā value the step-by-step path hands out.
+        final class DiscreteA: ScanStepHook {
+            var values: [Float] = []
+            func process(_ quantity: ScanQuantity, sequence: Int, timeStep: Int, values: inout [Float]) {
+                if quantity == .discreteA { self.values += values }
+            }
+        }
+        let reference = DiscreteA()
+        _ = SelectiveScan.apply(x: x, delta: delta, a: a, b: b, c: c, d: d, hook: reference)
+        let plain = SelectiveScan.applyRecordingExtremes(x: x, delta: delta, a: a, b: b, c: c, d: d)
+        let sorted = reference.values.sorted()
+        // The median, a value Ā takes (ties with it are not above), its extremes, and bounds outside its range.
+        for threshold in [sorted[sorted.count / 2], sorted[sorted.count / 3], sorted.first!, sorted.last!, 0, 1] {
+            let counted = SelectiveScan.applyRecordingExtremes(
+                x: x, delta: delta, a: a, b: b, c: c, d: d, discreteAThreshold: threshold)
+            let expected = ThresholdCount(
+                threshold: threshold, above: Int64(reference.values.filter { $0 > threshold }.count),
+                total: Int64(reference.values.count))
+            #expect(counted.discreteA.aboveThreshold == expected, "threshold \(threshold)")
+            #expect(counted.y == plain.y)
+            #expect(
+                counted.discreteA.minima == plain.discreteA.minima && counted.discreteA.maxima == plain.discreteA.maxima
+            )
+            #expect(counted.discreteB == plain.discreteB && counted.hiddenState == plain.hiddenState)
+        }
+        // Exactly half above is not a majority: the median (the lower one, for an even count) is not above.
+        #expect(!ThresholdCount(threshold: 0, above: 2, total: 4).isMajorityAbove)
+        #expect(ThresholdCount(threshold: 0, above: 3, total: 5).isMajorityAbove)
     }
 
     /// 75 channels: more bins in a step than the kernel queues (128 registers) before counting them.
@@ -374,14 +410,14 @@ struct KernelTests {
                 self.binning = binning
                 self.states = states
                 for quantity in [ScanQuantity.discreteA, .discreteB, .hiddenState] {
-                    let grids = binning[quantity]
+                    let grids = binning[quantity]!
                     counts[quantity] = QuantityCounts(
                         counts: grids.grids.map { [Int64](repeating: 0, count: $0.bins) },
                         logDistanceCounts: grids.logDistance.map { [Int64](repeating: 0, count: $0.bins) })
                 }
             }
             func process(_ quantity: ScanQuantity, sequence: Int, timeStep: Int, values: inout [Float]) {
-                let quantityBinning = binning[quantity]
+                let quantityBinning = binning[quantity]!
                 let slot = quantityBinning.grids.count > 1 ? timeStep : 0
                 let values = values.indices.filter {
                     quantityBinning.sampling.counts(step: timeStep, channel: $0 / states, state: $0 % states)
@@ -413,11 +449,31 @@ struct KernelTests {
         ] {
             #expect(counts == reference.counts[quantity], "\(quantity)")
             // Every picked update of the real channels was counted once, none of the padded lanes'.
-            let total = counts.counts.reduce(0) { $0 + $1.reduce(0, +) }
+            let total = counts!.counts.reduce(0) { $0 + $1.reduce(0, +) }
             #expect(total == picked, "\(quantity)")
         }
-        #expect(counted.discreteA.logDistanceCounts!.reduce(0, +) == picked)
-        #expect(counted.hiddenState.counts.count == l)
+        #expect(counted.discreteA!.logDistanceCounts!.reduce(0, +) == picked)
+        #expect(counted.hiddenState!.counts.count == l)
+        // A quantity without binning is not counted, and the others' counts do not change.
+        for skipped in [ScanQuantity.discreteA, .discreteB, .hiddenState] {
+            var partial = binning
+            switch skipped {
+            case .discreteA: partial.discreteA = nil
+            case .discreteB: partial.discreteB = nil
+            case .hiddenState: partial.hiddenState = nil
+            }
+            let recounted = SelectiveScan.applyCountingBins(
+                x: x, delta: delta, a: a, b: b, c: c, d: d, binning: partial)
+            #expect(recounted.y == counted.y)
+            let pairs: [(ScanQuantity, QuantityCounts?, QuantityCounts?)] = [
+                (.discreteA, recounted.discreteA, counted.discreteA),
+                (.discreteB, recounted.discreteB, counted.discreteB),
+                (.hiddenState, recounted.hiddenState, counted.hiddenState),
+            ]
+            for (quantity, new, old) in pairs {
+                #expect(new == (quantity == skipped ? nil : old), "\(quantity) with \(skipped) skipped")
+            }
+        }
     }
 
     @Test("causal convolution uses only current and past steps, with zero padding, then SiLU")

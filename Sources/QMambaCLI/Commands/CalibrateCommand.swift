@@ -41,7 +41,8 @@ enum CalibrateCommand: Command {
         let started = Date()
         let (_, model) = try ModelOptions.load(arguments)
         let statistics = try Calibration.collect(
-            arguments, model: model, cluster: cluster, console: out, reading: [method])
+            arguments, model: model, cluster: cluster, console: out, reading: [method],
+            discreteAThreshold: settings.ltsqThreshold)
         guard cluster.isRoot else { return }
         let fitStart = Date()
         let plan = try QuantizationPlan.fit(
@@ -58,7 +59,7 @@ enum CalibrateCommand: Command {
             ])
         let ltsqPoints = plan.activations.filter { $0.quantizer.kind == "ltsq" }.count
         let ltsqNote =
-            "; LtSQ at \(ltsqPoints) of \(plan.discreteAMedians.count) A_bar points "
+            "; LtSQ at \(ltsqPoints) of \(plan.discreteAThresholdCounts.count) A_bar points "
             + "(median above \(settings.ltsqThreshold))"
         out.line(
             "fitted \(method.name) \(settings.name) in \(String(format: "%.1f", Date().timeIntervalSince(fitStart))) s"
@@ -127,13 +128,18 @@ enum QuantizationOptions {
         var settings = QuantizationSettings(weightBits: weightBits, activationBits: activationBits)
         settings.edgeBits = try arguments.integer("edge-bits", in: 2...16)!
         settings.groups = try arguments.integer("groups", in: 1...100_000)!
+        settings.ltsqThreshold = try ltsqThreshold(arguments)
+        return settings
+    }
+
+    /// The LtSQ threshold of `--ltsq-threshold`.
+    static func ltsqThreshold(_ arguments: ParsedArguments) throws -> Float {
         let text = arguments.string("ltsq-threshold")!
         guard let threshold = Float(text), threshold >= 0, threshold <= 1 else {
             throw CommandLineError.invalidValue(
                 option: "ltsq-threshold", value: text, reason: "expected a number in [0, 1]")
         }
-        settings.ltsqThreshold = threshold
-        return settings
+        return threshold
     }
 }
 
@@ -176,14 +182,15 @@ enum Calibration {
     }
 
     /// Runs the passes over the dataset's shard on every rank and merges the statistics: what `methods`
-    /// read, or everything (`nil`, for reports). The histogram pass runs only if one of them reads
-    /// histograms, and counts Ā's log distances only if one reads those.
+    /// read, or everything (`nil`, for reports). The range pass counts Ā against the LtSQ threshold
+    /// `discreteAThreshold` if one of the methods chooses LtSQ by it; the histogram pass runs only if one
+    /// of them reads histograms, and counts Ā only at the points where one of them reads Ā's histograms.
     static func collect(
         _ arguments: ParsedArguments, model: VimModel, cluster: Communicator, console: Console,
-        folderOption: String = "data", reading methods: [CalibrationMethod]?
+        folderOption: String = "data", reading methods: [CalibrationMethod]?, discreteAThreshold: Float
     ) throws -> Collected {
         let histograms = methods?.contains(where: \.readsHistograms) ?? true
-        let logDistances = methods?.contains(where: \.readsLogDistances) ?? true
+        let thresholdCounts = methods?.contains(where: \.readsThresholdCounts) ?? true
         let dataset = try DataOptions.dataset(arguments, folderOption: folderOption, cluster: cluster)
         let sampling = try scanSampling(arguments, model: model)
         let runner = ShardRunner(
@@ -198,7 +205,9 @@ enum Calibration {
             "calibrating on \(dataset.samples.count) images, \(cluster.size) rank\(cluster.size == 1 ? "" : "s"), "
                 + "model D \(model.configuration.embedDimension) x \(model.configuration.depth) layers" + scope)
         let ranges = StatisticsObserver(
-            statistics: CalibrationStatistics(depth: model.configuration.depth, length: model.configuration.tokenCount),
+            statistics: CalibrationStatistics(
+                depth: model.configuration.depth, length: model.configuration.tokenCount,
+                discreteAThreshold: thresholdCounts ? discreteAThreshold : nil),
             pass: .ranges)
         var skipped = try runner.run(label: histograms ? "pass 1/2 (ranges)" : "ranges (no histograms needed)") {
             batch in
@@ -208,10 +217,19 @@ enum Calibration {
         var (minima, maxima) = ranges.statistics.flatRanges
         cluster.allReduce(&minima, .minimum)
         cluster.allReduce(&maxima, .maximum)
+        var flatThresholdCounts = ranges.statistics.flatThresholdCounts
+        cluster.allReduce(&flatThresholdCounts, .sum)
         var statistics = ranges.statistics
+        statistics.setThresholdCounts(flatThresholdCounts)
         if histograms {
-            statistics.startHistograms(
-                minima: minima, maxima: maxima, scanSampling: sampling, logDistances: logDistances)
+            statistics.startHistograms(minima: minima, maxima: maxima, scanSampling: sampling, reading: methods)
+            let discreteAPoints = statistics.points.filter { $0.role == .discreteA }.count
+            if statistics.countedDiscreteAPoints < discreteAPoints {
+                console.line(
+                    "the histogram pass counts A_bar at \(statistics.countedDiscreteAPoints) of \(discreteAPoints) "
+                        + "points: at the others more than half of A_bar is above \(discreteAThreshold), and LtSQ "
+                        + "needs no histogram")
+            }
             let counts = StatisticsObserver(statistics: statistics, pass: .histograms)
             skipped = try runner.run(label: "pass 2/2 (histograms)") { batch in
                 _ = try model(batch.images, hooks: counts)

@@ -50,7 +50,9 @@ enum ReportCommand: Command {
             return object
         }
         // Everything: the plots show histograms, and the SQNR of LtSQ points is measured on Ā's log distances.
-        let collected = try Calibration.collect(arguments, model: model, cluster: cluster, console: out, reading: nil)
+        let collected = try Calibration.collect(
+            arguments, model: model, cluster: cluster, console: out, reading: nil,
+            discreteAThreshold: plan.settings.ltsqThreshold)
         guard cluster.isRoot else { return }
         var compared: [(label: String, sqnr: [ObservationPoint: Double])] = [
             ("Q.json: \(plan.method.name)", plan.signalToQuantizationNoise(collected.statistics))

@@ -50,7 +50,8 @@ enum TableCommand: Command {
         let started = Date()
         let (_, model) = try ModelOptions.load(arguments)
         let calibration = try Calibration.collect(
-            arguments, model: model, cluster: cluster, console: out, folderOption: "calib", reading: methods)
+            arguments, model: model, cluster: cluster, console: out, folderOption: "calib", reading: methods,
+            discreteAThreshold: try QuantizationOptions.ltsqThreshold(arguments))
         let provenance = cluster.isRoot ? try calibration.provenance(checkpoint: checkpoint, model: model) : nil
         let validation = try DataOptions.dataset(
             arguments, folderOption: "val", labelOption: "val-labels", cluster: cluster, subset: false)
