@@ -40,10 +40,10 @@ let package = Package(
             name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
-        .systemLibrary(name: "CPrefetch", path: "Sources/CPrefetch"),
+        .systemLibrary(name: "CIntrinsics", path: "Sources/CIntrinsics"),
 
         // MARK: - Libraries
-        .target(name: "TensorModule", dependencies: ["CBLAS", "CPrefetch"], swiftSettings: kernelSettings),
+        .target(name: "TensorModule", dependencies: ["CBLAS", "CIntrinsics"], swiftSettings: kernelSettings),
         .target(name: "Checkpoint", dependencies: ["TensorModule", "CZlib"], swiftSettings: kernelSettings),
         .target(name: "Vim", dependencies: ["TensorModule", "Checkpoint"], swiftSettings: kernelSettings),
         .target(

@@ -1,4 +1,4 @@
-import CPrefetch
+import CIntrinsics
 
 /// Eight float lanes: the AVX2 register width the kernels are written for.
 typealias Lanes = SIMD8<Float>
