@@ -86,8 +86,7 @@ public enum SelectiveScan {
         let operands = ScanOperands(x: x, delta: delta, a: a, b: b, c: c, d: d)
         let grids = quantization ?? ScanQuantization(discreteA: .none, discreteB: .none, hiddenState: .none)
         if case .perTimeStep(let steps) = grids.hiddenState { precondition(steps.count >= length) }
-        let y = withSnap(grids.discreteA, SnapDiscreteA(operands: operands, grids: grids))
-        return Tensor(shape: x.shape, scalars: y)
+        return Tensor(shape: x.shape, scalars: runKernel(operands, grids, states: states).y)
     }
 
     /// The unquantized scan (as `apply`), also returning the smallest and largest Ā_t and B̄_t over
@@ -129,9 +128,7 @@ public enum SelectiveScan {
             precondition(a.shape[1] % quantity.sampling.stride == 0)
         }
         let operands = ScanOperands(x: x, delta: delta, a: a, b: b, c: c, d: d)
-        let states = a.shape[1]
-        let counted = withRecorder(
-            binning.discreteA, states: states, CountDiscreteA(operands: operands, binning: binning, states: states))
+        let counted = runKernel(operands, binning, states: a.shape[1])
         return (Tensor(shape: x.shape, scalars: counted.y), counted.discreteA, counted.discreteB, counted.hiddenState)
     }
 
@@ -271,6 +268,8 @@ private protocol LaneSnap {
     mutating func leaveGroup(_ record: GroupRecord)
     /// Called once the scan is done.
     mutating func finish()
+    /// What it counted, if it counts.
+    var counts: QuantityCounts? { get }
 }
 
 extension LaneSnap {
@@ -279,6 +278,7 @@ extension LaneSnap {
     @inline(__always) mutating func enter(laneCount: Int) {}
     @inline(__always) mutating func leaveGroup(_ record: GroupRecord) {}
     @inline(__always) mutating func finish() {}
+    var counts: QuantityCounts? { nil }
 }
 
 extension LaneSnap where GroupRecord == Void {
@@ -551,7 +551,7 @@ private struct BinRecorder: LaneSnap {
     }
 
     /// The counts so far.
-    var quantityCounts: QuantityCounts {
+    var counts: QuantityCounts? {
         counters.checkQueue()
         let perGrid = binning.grids.indices.map {
             UnsafeBufferPointer(start: counters.storage + $0 * counterStride, count: counterStride)
@@ -571,95 +571,67 @@ private struct BinRecorder: LaneSnap {
     }
 }
 
-/// Receives a quantity's recorder as a concrete type: a `BinRecorder` when it is counted, `Unquantized`
-/// when not, so each combination compiles to its own kernel.
-private protocol RecorderConsumer {
-    associatedtype Result
-    func consume<R: LaneSnap & CountedQuantity>(_ recorder: R) -> Result
-}
-
-/// What a quantity's recorder counted, if it counted.
-private protocol CountedQuantity {
-    var counts: QuantityCounts? { get }
-}
-
-extension Unquantized: CountedQuantity {
-    var counts: QuantityCounts? { nil }
-}
-
-extension BinRecorder: CountedQuantity {
-    var counts: QuantityCounts? { quantityCounts }
-}
-
-private func withRecorder<C: RecorderConsumer>(_ binning: QuantityBinning?, states: Int, _ consumer: C) -> C.Result {
-    if let binning { consumer.consume(BinRecorder(binning, states: states)) } else { consumer.consume(Unquantized()) }
-}
-
-private typealias CountedScan = (
+/// What the kernel gives back: y, and the counts of each quantity whose snap counts (nil for the others).
+private typealias ScanOutcome = (
     y: [Float], discreteA: QuantityCounts?, discreteB: QuantityCounts?, hiddenState: QuantityCounts?
 )
 
-private struct CountDiscreteA: RecorderConsumer {
-    let operands: ScanOperands
-    let binning: ScanBinning
-    let states: Int
-    func consume<A: LaneSnap & CountedQuantity>(_ recorderA: A) -> CountedScan {
-        withRecorder(
-            binning.discreteB, states: states,
-            CountDiscreteB(operands: operands, binning: binning, states: states, recorderA: recorderA))
-    }
-}
-
-private struct CountDiscreteB<A: LaneSnap & CountedQuantity>: RecorderConsumer {
-    let operands: ScanOperands
-    let binning: ScanBinning
-    let states: Int
-    let recorderA: A
-    func consume<B: LaneSnap & CountedQuantity>(_ recorderB: B) -> CountedScan {
-        withRecorder(
-            binning.hiddenState, states: states,
-            CountHidden(operands: operands, recorderA: recorderA, recorderB: recorderB))
-    }
-}
-
-private struct CountHidden<A: LaneSnap & CountedQuantity, B: LaneSnap & CountedQuantity>: RecorderConsumer {
-    let operands: ScanOperands
-    let recorderA: A
-    let recorderB: B
-    func consume<H: LaneSnap & CountedQuantity>(_ recorderH: H) -> CountedScan {
-        let (y, (a, b, h)) = scanKernel(operands, recorderA, recorderB, recorderH)
-        return (y, a.counts, b.counts, h.counts)
-    }
-}
-
 /// Receives a quantity's snap as a concrete type, so each combination compiles to its own kernel.
 private protocol SnapConsumer {
-    func consume<S: LaneSnap>(_ snap: S) -> [Float]
+    func consume<S: LaneSnap>(_ snap: S) -> ScanOutcome
 }
 
-private func withSnap<C: SnapConsumer>(_ grid: ScanStepGrid, _ consumer: C) -> [Float] {
-    switch grid {
-    case .none: return consumer.consume(Unquantized())
-    case .uniform(let g): return consumer.consume(UniformSnap(grid: g))
-    case .logarithmic(let g): return consumer.consume(LogarithmicSnap(grid: g.laneParameters))
-    case .perTimeStep(let gs): return consumer.consume(PerStepSnap(grids: gs, current: gs[0]))
+/// What is done with a quantity, chosen at run time, handing the matching snap to a consumer.
+private protocol SnapChoice {
+    func withSnap<C: SnapConsumer>(states: Int, _ consumer: C) -> ScanOutcome
+}
+
+extension ScanStepGrid: SnapChoice {
+    fileprivate func withSnap<C: SnapConsumer>(states: Int, _ consumer: C) -> ScanOutcome {
+        switch self {
+        case .none: consumer.consume(Unquantized())
+        case .uniform(let g): consumer.consume(UniformSnap(grid: g))
+        case .logarithmic(let g): consumer.consume(LogarithmicSnap(grid: g.laneParameters))
+        case .perTimeStep(let gs): consumer.consume(PerStepSnap(grids: gs, current: gs[0]))
+        }
     }
 }
 
-private struct SnapDiscreteA: SnapConsumer {
-    let operands: ScanOperands
-    let grids: ScanQuantization
-    func consume<A: LaneSnap>(_ snapA: A) -> [Float] {
-        withSnap(grids.discreteB, SnapDiscreteB(operands: operands, grids: grids, snapA: snapA))
+/// A quantity counted on its binning, or left alone (nil).
+extension Optional: SnapChoice where Wrapped == QuantityBinning {
+    fileprivate func withSnap<C: SnapConsumer>(states: Int, _ consumer: C) -> ScanOutcome {
+        if let binning = self {
+            consumer.consume(BinRecorder(binning, states: states))
+        } else {
+            consumer.consume(Unquantized())
+        }
     }
 }
 
-private struct SnapDiscreteB<A: LaneSnap>: SnapConsumer {
+/// The kernel specialised for the snaps that `choices` make.
+private func runKernel<Choice: SnapChoice>(
+    _ operands: ScanOperands, _ choices: ScanQuantities<Choice>, states: Int
+) -> ScanOutcome {
+    choices.discreteA.withSnap(states: states, SnapDiscreteA(operands: operands, choices: choices, states: states))
+}
+
+private struct SnapDiscreteA<Choice: SnapChoice>: SnapConsumer {
     let operands: ScanOperands
-    let grids: ScanQuantization
+    let choices: ScanQuantities<Choice>
+    let states: Int
+    func consume<A: LaneSnap>(_ snapA: A) -> ScanOutcome {
+        choices.discreteB.withSnap(
+            states: states, SnapDiscreteB(operands: operands, choices: choices, states: states, snapA: snapA))
+    }
+}
+
+private struct SnapDiscreteB<Choice: SnapChoice, A: LaneSnap>: SnapConsumer {
+    let operands: ScanOperands
+    let choices: ScanQuantities<Choice>
+    let states: Int
     let snapA: A
-    func consume<B: LaneSnap>(_ snapB: B) -> [Float] {
-        withSnap(grids.hiddenState, SnapHidden(operands: operands, snapA: snapA, snapB: snapB))
+    func consume<B: LaneSnap>(_ snapB: B) -> ScanOutcome {
+        choices.hiddenState.withSnap(states: states, SnapHidden(operands: operands, snapA: snapA, snapB: snapB))
     }
 }
 
@@ -667,8 +639,9 @@ private struct SnapHidden<A: LaneSnap, B: LaneSnap>: SnapConsumer {
     let operands: ScanOperands
     let snapA: A
     let snapB: B
-    func consume<H: LaneSnap>(_ snapH: H) -> [Float] {
-        scanKernel(operands, snapA, snapB, snapH).y
+    func consume<H: LaneSnap>(_ snapH: H) -> ScanOutcome {
+        let (y, (a, b, h)) = scanKernel(operands, snapA, snapB, snapH)
+        return (y, a.counts, b.counts, h.counts)
     }
 }
 
