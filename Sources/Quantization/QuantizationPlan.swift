@@ -76,8 +76,9 @@ public struct QuantizationPlan: Sendable, Equatable {
     public var activations: [(point: ObservationPoint, quantizer: ActivationQuantizer)]
     /// Weight quantization in `WeightPoint.all` order.
     public var weights: [(point: WeightPoint, quantization: WeightQuantization)]
-    /// At each Ā point, how many of Ā's calibration values exceeded the LtSQ threshold, of how many:
-    /// LtSQ methods choose LtSQ where more than half did. (Empty for plans read from exported models.)
+    /// For a method with LtSQ, at each Ā point, how many of Ā's calibration values exceeded the LtSQ
+    /// threshold, of how many: LtSQ is chosen where more than half did. (Empty for the other methods,
+    /// and for plans read from exported models.)
     public var discreteAThresholdCounts: [ObservationPoint: ThresholdCount]
 
     /// Compares everything, point by point.
@@ -96,8 +97,9 @@ public struct QuantizationPlan: Sendable, Equatable {
     /// threshold (the statistics' exact count), and fits a uniform quantizer on Ā's histogram otherwise.
     ///
     /// - Throws: `QuantizationError.noData` when a point saw no values, `thresholdMismatch` when the
-    ///   method chooses LtSQ and the statistics counted Ā against another threshold (or none), `missingHistograms`, `missingHistogram` or
-    ///   `missingLogDistances` when the statistics lack what the method reads.
+    ///   method chooses LtSQ and the statistics counted Ā against another threshold (or none),
+    ///   `missingHistograms`, `missingHistogram` or `missingLogDistances` when the statistics lack what
+    ///   the method reads.
     public static func fit(
         statistics: CalibrationStatistics, weights: VimWeights, method: CalibrationMethod,
         settings: QuantizationSettings
@@ -116,9 +118,9 @@ public struct QuantizationPlan: Sendable, Equatable {
             guard !WeightedSamples(minima: entry.minimum, maxima: entry.maximum).isEmpty else {
                 throw QuantizationError.noData(point: entry.point.description)
             }
-            if let count = entry.aboveThreshold {
+            if method.readsThresholdCounts, let count = entry.aboveThreshold {
                 thresholdCounts[entry.point] = count
-                if method.readsThresholdCounts && count.isMajorityAbove {
+                if count.isMajorityAbove {
                     activations.append((entry.point, .longTailed(try longTailed(entry, bits: bits, method: method))))
                     continue
                 }

@@ -110,9 +110,9 @@ struct CalibrationFileTests {
         if method.readsHistograms {
             #expect(throws: QuantizationError.missingHistograms(method: name)) { try fit(ranges) }
         } else {
-            // Ā's threshold counts come from the range pass too.
+            // No threshold counts: the method never chooses LtSQ.
             let expected = try fit(complete)
-            #expect(expected.discreteAThresholdCounts.count == 2 * model.configuration.depth)
+            #expect(expected.discreteAThresholdCounts.isEmpty)
             #expect(try fit(ranges) == expected)
         }
     }
@@ -139,6 +139,8 @@ struct CalibrationFileTests {
                     statistics: statistics, weights: model.weights, method: method, settings: settings)
             }
             #expect(try fit(partial) == fit(complete), "threshold \(threshold)")
+            // The plan keeps the counts where they decided something.
+            #expect(try fit(complete).discreteAThresholdCounts.count == (method.readsThresholdCounts ? 2 * depth : 0))
             let majority = complete.points.filter { $0.aboveThreshold?.isMajorityAbove == true }.count
             majorities[threshold] = majority
             // Ā's values are counted where the method fits a uniform quantizer on them, or searches LtSQ's scale.
