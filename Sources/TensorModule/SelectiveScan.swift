@@ -460,6 +460,8 @@ private struct BinRecorder: LaneSnap {
     private let counters: Counters
     /// Counters per grid: its bins, or the cells of its refinement by log distance.
     private let counterStride: Int
+    /// Where the second copy of the counters starts (`BinGrid.increment(_:alternate:bins:)`).
+    private let alternateOffset: Int
     private var grid: BinGrid
     private var gridCounts: UnsafeMutablePointer<Int64>
     private let logDistanceSlices = LogDistanceGrid.slices
@@ -478,7 +480,8 @@ private struct BinRecorder: LaneSnap {
             binning.logDistance.map { DiscreteARefinement.cells(valueBins: bins, logDistanceBins: $0.bins) } ?? bins
         self.binning = binning
         self.states = states
-        counters = Counters(count: binning.grids.count * counterStride, states: states)
+        alternateOffset = binning.grids.count * counterStride
+        counters = Counters(count: 2 * alternateOffset, states: states)
         grid = binning.grids[0]
         gridCounts = counters.storage
     }
@@ -546,25 +549,33 @@ private struct BinRecorder: LaneSnap {
     /// chose once the log distances' binning was shorter), every increment took the variable-width loop
     /// (histogram observers at K = 1: 22.5 → 27 ms without log distances, in a harness).
     @inline(__always) private mutating func countQueued(lanes: Int) {
-        for i in 0..<queuedCount { BinGrid.increment(gridCounts, bins: counters.queued[i], width: lanes) }
+        if lanes == 8 {
+            let alternate = gridCounts + alternateOffset
+            for i in 0..<queuedCount { BinGrid.increment(gridCounts, alternate: alternate, bins: counters.queued[i]) }
+        } else {
+            for i in 0..<queuedCount { BinGrid.increment(gridCounts, bins: counters.queued[i], width: lanes) }
+        }
         queuedCount = 0
     }
 
-    /// The counts so far.
+    /// The counts so far (the two copies added up).
     var counts: QuantityCounts? {
         counters.checkQueue()
-        let perGrid = binning.grids.indices.map {
-            UnsafeBufferPointer(start: counters.storage + $0 * counterStride, count: counterStride)
+        let perGrid = binning.grids.indices.map { g in
+            let start = counters.storage + g * counterStride
+            return (0..<counterStride).map { start[$0] + start[alternateOffset + $0] }
         }
         guard let logGrid = binning.logDistance else {
-            return QuantityCounts(counts: perGrid.map(Array.init), logDistanceCounts: nil)
+            return QuantityCounts(counts: perGrid, logDistanceCounts: nil)
         }
         var logDistanceCounts = [Int64](repeating: 0, count: logGrid.bins)
         let edges = logGrid.lowerEdges()
         let counts = zip(binning.grids, perGrid).map { grid, cells in
             var values = [Int64](repeating: 0, count: grid.bins)
-            DiscreteARefinement(values: grid, logDistanceEdges: edges).split(
-                cells, intoValues: &values, logDistances: &logDistanceCounts)
+            cells.withUnsafeBufferPointer {
+                DiscreteARefinement(values: grid, logDistanceEdges: edges).split(
+                    $0, intoValues: &values, logDistances: &logDistanceCounts)
+            }
             return values
         }
         return QuantityCounts(counts: counts, logDistanceCounts: logDistanceCounts)
