@@ -82,7 +82,7 @@ public struct BinGrid: Sendable, Equatable {
     /// Neighbouring channels often share a bin (h piles up around 0 in its steps' histograms: the
     /// fullest of 256 bins holds 29 % of Vim-T's values), and an increment of the counter that the
     /// previous one has just stored waits for that store; alternating two copies halves those waits
-    /// (Vim-T histogram pass at K = 1: 5.28–5.55 → 5.81–5.90 images/s; four copies did no better).
+    /// (Vim-T histogram pass at K = 1: 5.28–5.55 → 5.81–5.97 images/s; four copies did no better).
     @_transparent static func increment(
         _ counts: UnsafeMutablePointer<Int64>, alternate: UnsafeMutablePointer<Int64>, bins indices: SIMD8<UInt32>
     ) {
