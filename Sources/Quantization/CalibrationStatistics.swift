@@ -138,14 +138,12 @@ public struct CalibrationStatistics: Sendable {
         for i in points.indices {
             var (values, logDistances) = (true, false)
             if points[i].role == .discreteA {
-                // Without threshold counts no method can choose LtSQ from them, so Ā is counted in full.
-                let majorityAbove = points[i].aboveThreshold?.isMajorityAbove
-                logDistances = methods?.contains { $0.readsLogDistances && majorityAbove != false } ?? true
+                // Without threshold counts no method can choose LtSQ (fitting one refuses such statistics).
+                let majorityAbove = points[i].aboveThreshold?.isMajorityAbove ?? false
+                logDistances = methods?.contains { $0.readsLogDistances && majorityAbove } ?? true
                 values =
                     logDistances
-                    || methods?.contains {
-                        majorityAbove.map($0.readsDiscreteAHistogram(majorityAboveThreshold:)) ?? $0.readsHistograms
-                    } ?? true
+                    || methods?.contains { $0.readsDiscreteAHistogram(majorityAboveThreshold: majorityAbove) } ?? true
             }
             guard values else { continue }
             let n = points[i].minimum.count

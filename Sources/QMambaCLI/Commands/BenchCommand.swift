@@ -16,8 +16,8 @@ enum BenchCommand: Command {
         pass uses --quant, or else a W4A4 qmamba plan fitted on the benchmark's own synthetic batch, whose two \
         observer passes (ranges, histograms) are timed as the observer figure: the statistics that calibrating with \
         the plan's method collects (minmax needs the range pass alone), the histogram pass counting the scan values \
-        --scan-sampling picks. The histogram pass is also timed with the log distances of A_bar, which reports and \
-        the *-search methods count. With --image-folder it also times decoding plus the evaluation transform over \
+        --scan-sampling picks. A histogram pass of every histogram (what reports count: A_bar at every point, with \
+        its log distances) is timed too. With --image-folder it also times decoding plus the evaluation transform over \
         every image in the folder.
         """
     static let options: [OptionSpec] =
@@ -90,14 +90,14 @@ enum BenchCommand: Command {
             try CalibrationStatistics.observeRanges(
                 model, on: images, discreteAThreshold: method.readsThresholdCounts ? settings.ltsqThreshold : nil)
         }
-        let (statistics, histogramSeconds) = try timed {
-            // A method that reads no histograms is shown what a histogram pass of every histogram takes.
-            try ranges.observeHistograms(
-                model, on: images, scanSampling: sampling, reading: method.readsHistograms ? [method] : nil)
-        }
         let everythingSeconds = try timed {
             try ranges.observeHistograms(model, on: images, scanSampling: sampling)
         }.seconds
+        // A method that reads no histograms is shown what a histogram pass of every histogram takes.
+        let (statistics, histogramSeconds) =
+            method.readsHistograms
+            ? try timed { try ranges.observeHistograms(model, on: images, scanSampling: sampling, reading: [method]) }
+            : (ranges, everythingSeconds)
         // What calibrating with the method runs: a method that reads no histograms needs the range pass alone.
         let (passes, observeSeconds) =
             method.readsHistograms ? (2, rangeSeconds + histogramSeconds) : (1, rangeSeconds)

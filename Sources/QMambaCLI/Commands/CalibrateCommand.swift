@@ -63,7 +63,7 @@ enum CalibrateCommand: Command {
             + "(median above \(settings.ltsqThreshold))"
         out.line(
             "fitted \(method.name) \(settings.name) in \(String(format: "%.1f", Date().timeIntervalSince(fitStart))) s"
-                + (method.discreteA == .uniform ? "" : ltsqNote))
+                + (method.readsThresholdCounts ? ltsqNote : ""))
         out.line(
             "wrote \(output): \(plan.activations.count) activation and \(plan.weights.count) weight quantizers from "
                 + "\(statistics.statistics.imageCount) images on \(cluster.size) rank\(cluster.size == 1 ? "" : "s") "
