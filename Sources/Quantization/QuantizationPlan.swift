@@ -125,15 +125,18 @@ public struct QuantizationPlan: Sendable, Equatable {
                     continue
                 }
             }
-            let samples = try Self.samples(entry, fromHistograms: method.readsHistograms, method: method)
             let quantizer: ActivationQuantizer
             switch (entry.role, method.hiddenState) {
             case (.hiddenState, .tgq), (.hiddenState, .tgqDP):
                 quantizer = .temporalGroups(
                     Fitting.temporalGroups(
-                        entry.histograms, bits: bits, groups: settings.groups, fitter: method.rangeFitter,
-                        dynamic: method.hiddenState == .tgqDP))
+                        try Self.histograms(entry, method: method), bits: bits, groups: settings.groups,
+                        fitter: method.rangeFitter, dynamic: method.hiddenState == .tgqDP))
             default:
+                let samples =
+                    method.readsHistograms
+                    ? WeightedSamples(try Self.histograms(entry, method: method))
+                    : WeightedSamples(minima: entry.minimum, maxima: entry.maximum)
                 quantizer = .uniform(Fitting.uniform(samples, bits: bits, fitter: method.rangeFitter))
             }
             activations.append((entry.point, quantizer))
@@ -150,18 +153,19 @@ public struct QuantizationPlan: Sendable, Equatable {
             discreteAThresholdCounts: thresholdCounts)
     }
 
-    /// What a uniform quantizer (or TGQ) at `entry` is fitted on: its histograms, or its ranges for a
-    /// method that reads no histograms (whose quantizers the ranges determine).
-    private static func samples(
-        _ entry: CalibrationStatistics.Point, fromHistograms: Bool, method: CalibrationMethod
-    ) throws -> WeightedSamples {
-        guard fromHistograms else { return WeightedSamples(minima: entry.minimum, maxima: entry.maximum) }
+    /// The histograms a uniform quantizer or TGQ at `entry` is fitted on (per time step for h), for a
+    /// method that reads them; a method that reads none is fitted on the ranges, which determine its
+    /// quantizers.
+    private static func histograms(
+        _ entry: CalibrationStatistics.Point, method: CalibrationMethod
+    ) throws -> [Histogram] {
         guard !entry.histograms.isEmpty else {
             throw QuantizationError.missingHistogram(point: entry.point.description, method: method.name)
         }
-        let samples = WeightedSamples(entry.histograms)
-        guard !samples.isEmpty else { throw QuantizationError.noData(point: entry.point.description) }
-        return samples
+        guard entry.histograms.contains(where: { $0.total > 0 }) else {
+            throw QuantizationError.noData(point: entry.point.description)
+        }
+        return entry.histograms
     }
 
     /// LtSQ at an Ā point: the published rule, or with the scale searched on the histogram of log distances.
