@@ -20,6 +20,8 @@ public struct BinGrid: Sendable, Equatable {
     /// Number of bins.
     public let bins: Int
     private let scale: Float
+    /// The position of the last bin, bins − 1, where positions are clamped.
+    private let lastPosition: Float
 
     /// The grid of `bins` equal bins over [lower, upper]; at most 2²² bins.
     public init(lower: Float, upper: Float, bins: Int) {
@@ -28,6 +30,7 @@ public struct BinGrid: Sendable, Equatable {
         self.upper = upper
         self.bins = bins
         scale = Float(Double(bins) / (Double(upper) - Double(lower)))
+        lastPosition = Float(bins - 1)
     }
 
     /// The bin of `value`.
@@ -100,6 +103,6 @@ public struct BinGrid: Sendable, Equatable {
     /// instructions where Swift's comparisons, blends and a floor on the mantissa bits took nine
     /// (Vim-T histogram pass 5.34 → 5.60 images/s, Docs/PERFORMANCE.md).
     @_transparent func binIndices(_ values: Lanes) -> SIMD8<UInt32> {
-        cintrinsics_clamped_floor((values - Lanes(repeating: lower)) * scale, Float(bins - 1))
+        cintrinsics_clamped_floor((values - Lanes(repeating: lower)) * scale, lastPosition)
     }
 }

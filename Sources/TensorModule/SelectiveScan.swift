@@ -529,6 +529,9 @@ private struct BinRecorder: LaneSnap {
         if width < 8 || queuedCount + picked > counters.capacity { countQueued(lanes: 8) }
         let pending = record + first
         let queued = counters.queued + queuedCount
+        // A local copy: read from the recorder, the grid's edge, scale and last bin were loaded again for
+        // every register, as the stores to the queue might have changed them.
+        let grid = self.grid
         if let logGrid = binning.logDistance {
             for m in 0..<picked {
                 let values = pending[m &* stride]
