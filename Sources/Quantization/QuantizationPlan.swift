@@ -115,9 +115,8 @@ public struct QuantizationPlan: Sendable, Equatable {
         var thresholdCounts: [ObservationPoint: ThresholdCount] = [:]
         for entry in statistics.points {
             let bits = entry.role == .edgeActivation ? settings.edgeBits : settings.activationBits
-            guard !WeightedSamples(minima: entry.minimum, maxima: entry.maximum).isEmpty else {
-                throw QuantizationError.noData(point: entry.point.description)
-            }
+            let ranges = WeightedSamples(minima: entry.minimum, maxima: entry.maximum)
+            guard !ranges.isEmpty else { throw QuantizationError.noData(point: entry.point.description) }
             if method.readsThresholdCounts, let count = entry.aboveThreshold {
                 thresholdCounts[entry.point] = count
                 if count.isMajorityAbove {
@@ -134,9 +133,7 @@ public struct QuantizationPlan: Sendable, Equatable {
                         fitter: method.rangeFitter, dynamic: method.hiddenState == .tgqDP))
             default:
                 let samples =
-                    method.readsHistograms
-                    ? WeightedSamples(try Self.histograms(entry, method: method))
-                    : WeightedSamples(minima: entry.minimum, maxima: entry.maximum)
+                    method.readsHistograms ? WeightedSamples(try Self.histograms(entry, method: method)) : ranges
                 quantizer = .uniform(Fitting.uniform(samples, bits: bits, fitter: method.rangeFitter))
             }
             activations.append((entry.point, quantizer))
