@@ -147,5 +147,3 @@ public final class Communicator: @unchecked Sendable {
         MPI_Finalize()
     }
 }
-
-private func cmpi_int32() -> MPI_Datatype { cmpi_int32() }

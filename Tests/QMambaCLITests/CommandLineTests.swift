@@ -124,6 +124,41 @@ struct CommandLineTests {
         #expect(!FileManager.default.fileExists(atPath: output))
     }
 
+    @Test("bench writes its figures as JSON, with the micro model's matrix work counted by hand")
+    func bench() throws {
+        let json = Fixtures.temporaryDirectory() + "/B.json"
+        let result = try QMambaExecutable.run([
+            "bench", "--checkpoint", microCheckpoint, "--batch", "2", "--repeat", "1", "--json", json,
+        ])
+        #expect(result.status == 0, "\(result.error)")
+        let figures =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]
+        #expect(figures["batch"] as? Int == 2 && figures["threads"] as? Int == 1)
+        for key in ["fp32_images_per_s", "quant_images_per_s", "observe_images_per_s", "sgemm_gflops"] {
+            let value = figures[key] as? Double
+            #expect(value.map { $0.isFinite && $0 > 0 } == true, "\(key): \(String(describing: value))")
+        }
+        // Patch embedding 64 patches × 48 × 3·4·4; per layer, 65 tokens × (in_proj 48·192 + out_proj 96·48 +
+        // both directions' conv 96·4, x_proj 96·(3 + 2·16) and dt_proj 3·96); head 48 × 10.
+        let multiplyAccumulates = 64 * 48 * 48 + 4 * 65 * (48 * 192 + 96 * 48 + 2 * (96 * 4 + 96 * 35 + 3 * 96)) + 480
+        #expect(figures["model_gflop_per_image"] as? Double == 2 * Double(multiplyAccumulates) / 1e9)
+    }
+
+    @Test("bench refuses a calibration file made for another model before it times anything")
+    func benchWithForeignPlan() throws {
+        let directory = Fixtures.temporaryDirectory()
+        let plan = directory + "/Q.json"
+        let calibrate = try QMambaExecutable.run([
+            "calibrate", "--checkpoint", ReliabilityTests.demoModel, "--data", ReliabilityTests.demoImages,
+            "--num-images", "2", "--output", plan,
+        ])
+        #expect(calibrate.status == 0, "\(calibrate.error)")
+        let result = try QMambaExecutable.run(["bench", "--checkpoint", microCheckpoint, "--quant", plan])
+        #expect(result.status == 1)
+        #expect(result.error.contains("\(plan): not a usable calibration file: it was made for another model"))
+        #expect(!result.output.contains("fp32 forward"), "\(result.output)")
+    }
+
     @Test("the output may not overwrite an input")
     func outputOverInput() throws {
         let directory = Fixtures.temporaryDirectory()

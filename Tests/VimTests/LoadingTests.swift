@@ -61,6 +61,19 @@ struct LoadingTests {
         #expect(officialShapes(entry.configuration).count == 415)
     }
 
+    /// The totals of ../shared/docs/VIM-DETAILS.md §6 (matrix products and convolutions), derived there
+    /// from the official layer sizes, in GMAC to the digits the table gives.
+    @Test(
+        "multiply-accumulates per image match the cost table of the Vim notes",
+        arguments: [
+            ("vim-t", 1.29), ("vim-s", 4.85), ("vim-b", 18.77), ("vim-t-stride8", 4.79), ("vim-s-stride8", 17.98),
+        ])
+    func costTable(_ sample: (alias: String, giga: Double)) throws {
+        let configuration = try VimRegistry.entry(named: sample.alias).configuration
+        let giga = Double(configuration.multiplyAccumulatesPerImage) / 1e9
+        #expect(abs(giga - sample.giga) <= 0.005, "\(sample.alias): \(giga) GMAC")
+    }
+
     @Test("the micro fixture's settings are inferred, and equal its official configuration file")
     func microInference() throws {
         let source = try CheckpointFile.open(Fixtures.bundled("vim-official/vim_micro.pth"))

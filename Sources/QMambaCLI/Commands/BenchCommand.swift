@@ -25,7 +25,7 @@ enum BenchCommand: Command {
             .value("model", "NAME", "registered model to time with random weights", default: "vim-t"),
             .value("checkpoint", "FILE", "time this checkpoint's model instead"),
             .value("batch", "N", "images per forward pass", default: "8"),
-            .value("repeat", "N", "timed forward passes (after one warm-up pass)", default: "3"),
+            .value("repeat", "N", "timed passes of each kind (after one warm-up forward pass)", default: "3"),
             .value("quant", "FILE", "time the quantized pass with this calibration file (default: fit W4A4 qmamba)"),
             .value("image-folder", "DIR", "also time decode + transform over the images under DIR"),
             .value("json", "FILE", "write the figures as JSON"),
@@ -44,6 +44,8 @@ enum BenchCommand: Command {
         let batch = try arguments.integer("batch")!
         let repeats = try arguments.integer("repeat")!
         if let json = arguments.string("json") { try OutputPath.check(json, inputs: []) }
+        // Checked before any timing: a file made for another model would index past the model's tensors.
+        let givenPlan = try QuantizationOptions.plan(arguments, model: model)
         let c = model.configuration
         var figures: [String: Any] = [
             "batch": batch, "threads": 1, "model_gflop_per_image": 2 * Double(c.multiplyAccumulatesPerImage) / 1e9,
@@ -83,20 +85,22 @@ enum BenchCommand: Command {
                 2 * c.innerDimension, sgemm, 100 * achieved / sgemm))
 
         let sampling = try Calibration.scanSampling(arguments, model: model)
-        let givenPlan = try arguments.string("quant").map { try CalibrationFile(contentsOf: $0).plan }
         let method = try givenPlan?.method ?? CalibrationMethod.named("qmamba")
         let settings = givenPlan?.settings ?? QuantizationSettings(weightBits: 4, activationBits: 4)
-        let (ranges, rangeSeconds) = try timed {
+        // Each observer pass is timed as often as the forward passes, so that its ratio to them is as steady.
+        let (ranges, rangeSeconds) = try timed(repeats) {
             try CalibrationStatistics.observeRanges(
                 model, on: images, discreteAThreshold: method.readsThresholdCounts ? settings.ltsqThreshold : nil)
         }
-        let everythingSeconds = try timed {
+        let everythingSeconds = try timed(repeats) {
             try ranges.observeHistograms(model, on: images, scanSampling: sampling)
         }.seconds
         // A method that reads no histograms is shown what a histogram pass of every histogram takes.
         let (statistics, histogramSeconds) =
             method.readsHistograms
-            ? try timed { try ranges.observeHistograms(model, on: images, scanSampling: sampling, reading: [method]) }
+            ? try timed(repeats) {
+                try ranges.observeHistograms(model, on: images, scanSampling: sampling, reading: [method])
+            }
             : (ranges, everythingSeconds)
         // What calibrating with the method runs: a method that reads no histograms needs the range pass alone.
         let (passes, observeSeconds) =
@@ -159,11 +163,15 @@ enum BenchCommand: Command {
         }
     }
 
-    private static func timed<Value>(_ body: () throws -> Value) throws -> (value: Value, seconds: Double) {
+    /// Runs `body` `repeats` times; its last value, and the mean seconds per run.
+    private static func timed<Value>(
+        _ repeats: Int = 1, _ body: () throws -> Value
+    ) throws -> (value: Value, seconds: Double) {
         let start = DispatchTime.now().uptimeNanoseconds
-        let value = try body()
-        return (value, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        var value = try body()
+        for _ in 1..<repeats { value = try body() }
+        return (value, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(repeats))
     }
 
-    private static func seconds(_ body: () throws -> Void) throws -> Double { try timed(body).seconds }
+    private static func seconds(_ body: () throws -> Void) throws -> Double { try timed(1, body).seconds }
 }
