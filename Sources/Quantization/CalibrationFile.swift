@@ -191,6 +191,7 @@ public struct CalibrationFile: Sendable {
         settings.edgeBits = try reader.int(settingsObject, "edge_bits")
         settings.groups = try reader.int(settingsObject, "groups")
         settings.ltsqThreshold = try reader.float(settingsObject, "ltsq_threshold")
+        if let problem = settings.problem { throw invalid("settings: \(problem)") }
         let method: CalibrationMethod
         do {
             method = try CalibrationMethod.named(try reader.string(root, "method"))
@@ -248,9 +249,14 @@ public struct CalibrationFile: Sendable {
                     threshold: settings.ltsqThreshold, above: Int64(above), total: Int64(total))
             }
         }
+        // A point this model lacks (a mistyped override, or another depth's layer) would otherwise be ignored.
+        try reader.refuseStrayKeys(
+            in: activationObject, named: "activations", expected: activations.map(\.0.description))
         let weightObject = try reader.object(root, "weights")
         var weights: [(WeightPoint, WeightQuantization)] = []
-        for point in WeightPoint.all(depth: configuration.depth) {
+        let weightPoints = WeightPoint.all(depth: configuration.depth)
+        try reader.refuseStrayKeys(in: weightObject, named: "weights", expected: weightPoints.map(\.description))
+        for point in weightPoints {
             let entry = try reader.object(weightObject, point.description)
             guard let numbers = entry["scales"] as? [NSNumber] else { throw invalid("\(point): 'scales' is missing") }
             let (bits, scales) = (try reader.int(entry, "bits"), numbers.map(\.floatValue))
@@ -302,6 +308,14 @@ private struct JSONReader {
     func object(_ parent: [String: Any], _ key: String) throws -> [String: Any] {
         guard let value = parent[key] as? [String: Any] else { throw invalid("'\(key)' is missing or not an object") }
         return value
+    }
+
+    /// Throws for the first key of `object` (in sorted order) that is not among `expected`.
+    func refuseStrayKeys(in object: [String: Any], named section: String, expected: [String]) throws {
+        let known = Set(expected)
+        if let stray = object.keys.sorted().first(where: { !known.contains($0) }) {
+            throw invalid("\(section) lists '\(stray)', which is not a quantization point of this model")
+        }
     }
 
     func string(_ parent: [String: Any], _ key: String) throws -> String {

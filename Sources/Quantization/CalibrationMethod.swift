@@ -124,6 +124,25 @@ public struct QuantizationSettings: Sendable, Equatable {
     public var ltsqThreshold: Float = Self.defaultLtsqThreshold
     /// The default LtSQ threshold α.
     public static let defaultLtsqThreshold: Float = 0.5
+    /// The bit widths settings take, for weights, activations and the edge layers.
+    public static let bitRange = 2...16
+    /// The numbers of TGQ groups settings take.
+    public static let groupRange = 1...100_000
+    /// The LtSQ thresholds settings take.
+    public static let ltsqThresholdRange: ClosedRange<Float> = 0...1
+
+    /// The first setting outside its range, described; nil when every one is inside.
+    public var problem: String? {
+        for (name, bits) in [("weight_bits", weightBits), ("activation_bits", activationBits), ("edge_bits", edgeBits)]
+        where !Self.bitRange.contains(bits) {
+            return "\(name) \(bits) (takes \(Self.bitRange.lowerBound) to \(Self.bitRange.upperBound))"
+        }
+        if !Self.groupRange.contains(groups) {
+            return "groups \(groups) (takes \(Self.groupRange.lowerBound) to \(Self.groupRange.upperBound))"
+        }
+        if !Self.ltsqThresholdRange.contains(ltsqThreshold) { return "ltsq_threshold \(ltsqThreshold) (takes 0 to 1)" }
+        return nil
+    }
 
     /// Settings with the given bit widths and default parameters.
     public init(weightBits: Int, activationBits: Int) {
@@ -136,7 +155,8 @@ public struct QuantizationSettings: Sendable, Equatable {
         let upper = name.uppercased()
         guard upper.hasPrefix("W"), let a = upper.firstIndex(of: "A"),
             let w = Int(upper[upper.index(after: upper.startIndex)..<a]),
-            let activation = Int(upper[upper.index(after: a)...]), (2...16).contains(w), (2...16).contains(activation)
+            let activation = Int(upper[upper.index(after: a)...]), Self.bitRange.contains(w),
+            Self.bitRange.contains(activation)
         else { throw QuantizationError.invalidSetting(name) }
         self.init(weightBits: w, activationBits: activation)
     }

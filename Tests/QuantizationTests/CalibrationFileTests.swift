@@ -273,6 +273,39 @@ struct CalibrationFileTests {
         }
     }
 
+    @Test("a point the model lacks, or settings out of their range, are refused rather than ignored")
+    func strayPointsAndSettings() throws {
+        let (model, plan) = try microPlan()
+        let provenance = CalibrationFile.Provenance(
+            checkpointName: "vim_micro.pth", checkpointSHA256: "00", configuration: model.configuration, data: "inline",
+            imageCount: 4, seed: 0, imageListSHA256: "11", tool: "test", scanSampling: .everyValue)
+        let encoded = CalibrationFile(plan: plan, provenance: provenance).encoded
+        let path = Fixtures.temporaryDirectory() + "/q.json"
+        // (section, the change, what the error must say)
+        let cases: [(String, (inout [String: Any]) -> Void, String)] = [
+            ("activations", { $0["layers.9.fwd.h"] = $0["layers.0.fwd.h"] }, "'layers.9.fwd.h'"),
+            ("activations", { $0["layers.0.fwd.hidden"] = $0["layers.0.fwd.h"] }, "hidden"),
+            (
+                "weights",
+                { $0["layers.4.mixer.in_proj.weight"] = $0["layers.0.mixer.in_proj.weight"] }, "layers.4"
+            ),
+            ("settings", { $0["groups"] = 0 }, "settings: groups 0 (takes 1 to 100000)"),
+            ("settings", { $0["edge_bits"] = 1 }, "settings: edge_bits 1 (takes 2 to 16)"),
+            ("settings", { $0["ltsq_threshold"] = 1.5 }, "settings: ltsq_threshold 1.5"),
+        ]
+        for (section, change, reason) in cases {
+            var root = try JSONSerialization.jsonObject(with: encoded) as! [String: Any]
+            var object = root[section] as! [String: Any]
+            change(&object)
+            root[section] = object
+            try JSONSerialization.data(withJSONObject: root).write(to: URL(fileURLWithPath: path))
+            #expect { try CalibrationFile(contentsOf: path) } throws: {
+                "\($0)".hasPrefix(path) && "\($0)".contains(reason)
+                    && (section == "settings" || "\($0)".contains("which is not a quantization point of this model"))
+            }
+        }
+    }
+
     @Test("a damaged export is refused with the reason, whichever parameter is damaged")
     func damagedExport() throws {
         let (model, plan) = try microPlan()

@@ -98,8 +98,8 @@ enum QuantizationOptions {
         return (
             method,
             try settings(
-                arguments, weightBits: try arguments.integer("w-bits", in: 2...16)!,
-                activationBits: try arguments.integer("a-bits", in: 2...16)!)
+                arguments, weightBits: try arguments.integer("w-bits", in: QuantizationSettings.bitRange)!,
+                activationBits: try arguments.integer("a-bits", in: QuantizationSettings.bitRange)!)
         )
     }
 
@@ -126,8 +126,8 @@ enum QuantizationOptions {
         -> QuantizationSettings
     {
         var settings = QuantizationSettings(weightBits: weightBits, activationBits: activationBits)
-        settings.edgeBits = try arguments.integer("edge-bits", in: 2...16)!
-        settings.groups = try arguments.integer("groups", in: 1...100_000)!
+        settings.edgeBits = try arguments.integer("edge-bits", in: QuantizationSettings.bitRange)!
+        settings.groups = try arguments.integer("groups", in: QuantizationSettings.groupRange)!
         settings.ltsqThreshold = try ltsqThreshold(arguments)
         return settings
     }
@@ -135,7 +135,7 @@ enum QuantizationOptions {
     /// The LtSQ threshold of `--ltsq-threshold`.
     static func ltsqThreshold(_ arguments: ParsedArguments) throws -> Float {
         let text = arguments.string("ltsq-threshold")!
-        guard let threshold = Float(text), threshold >= 0, threshold <= 1 else {
+        guard let threshold = Float(text), QuantizationSettings.ltsqThresholdRange.contains(threshold) else {
             throw CommandLineError.invalidValue(
                 option: "ltsq-threshold", value: text, reason: "expected a number in [0, 1]")
         }
