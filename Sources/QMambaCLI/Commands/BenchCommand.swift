@@ -12,7 +12,9 @@ enum BenchCommand: Command {
         "Time the fp32 and fake-quantized forward passes, calibration observers, an sgemm of the model's shapes"
     static let discussion = """
         Runs in one process with one BLAS thread and reports per-core figures. Without --checkpoint the weights are
-        random (drawn like the official initialisation) for the registered model named by --model. The quantized \
+        random (drawn like the official initialisation) for the registered model named by --model. After an \
+        untimed warm-up, each kind of pass runs once per round, in turn, for --repeat rounds, so that a change in \
+        the machine's speed weighs on every ratio alike. The quantized \
         pass uses --quant, or else a W4A4 qmamba plan fitted on the benchmark's own synthetic batch, whose two \
         observer passes (ranges, histograms) are timed as the observer figure: the statistics that calibrating with \
         the plan's method collects (minmax needs the range pass alone), the histogram pass counting the scan values \
@@ -25,7 +27,7 @@ enum BenchCommand: Command {
             .value("model", "NAME", "registered model to time with random weights", default: "vim-t"),
             .value("checkpoint", "FILE", "time this checkpoint's model instead"),
             .value("batch", "N", "images per forward pass", default: "8"),
-            .value("repeat", "N", "timed passes of each kind (after one warm-up forward pass)", default: "3"),
+            .value("repeat", "N", "rounds of timed passes, one of each kind per round", default: "3"),
             .value("quant", "FILE", "time the quantized pass with this calibration file (default: fit W4A4 qmamba)"),
             .value("image-folder", "DIR", "also time decode + transform over the images under DIR"),
             .value("json", "FILE", "write the figures as JSON"),
@@ -60,9 +62,39 @@ enum BenchCommand: Command {
             scalars: (0..<(batch * c.channels * c.imageSize * c.imageSize)).map { _ in
                 Float.random(in: -2...2, using: &generator)
             })
+        let sampling = try Calibration.scanSampling(arguments, model: model)
+        let method = try givenPlan?.method ?? CalibrationMethod.named("qmamba")
+        let settings = givenPlan?.settings ?? QuantizationSettings(weightBits: 4, activationBits: 4)
+        let threshold = method.readsThresholdCounts ? settings.ltsqThreshold : nil
+        // Untimed: a warm-up pass, the ranges the histogram passes are binned on, and the plan.
         _ = try model(images)
-        let forwardSeconds = try seconds { for _ in 0..<repeats { _ = try model(images) } }
-        let imagesPerSecond = Double(batch * repeats) / forwardSeconds
+        let ranges = try CalibrationStatistics.observeRanges(model, on: images, discreteAThreshold: threshold)
+        let plan = try givenPlan ?? fittedPlan(ranges, model, images, method, settings, sampling)
+        let (quantized, hooks) = Evaluation.quantized(model, plan: plan)
+        _ = try quantized(images, hooks: hooks)
+
+        // The passes are timed in turn, round after round, so that a change in the machine's speed (a shared
+        // host's neighbours, the clock) weighs on each of them alike and their ratios stay steady.
+        var time = PassTimes()
+        for _ in 0..<repeats {
+            time.forward += try seconds { _ = try model(images) }
+            time.quantized += try seconds { _ = try quantized(images, hooks: hooks) }
+            time.ranges += try seconds {
+                _ = try CalibrationStatistics.observeRanges(model, on: images, discreteAThreshold: threshold)
+            }
+            time.allHistograms += try seconds {
+                _ = try ranges.observeHistograms(model, on: images, scanSampling: sampling)
+            }
+            if method.readsHistograms {
+                time.histograms += try seconds {
+                    _ = try ranges.observeHistograms(model, on: images, scanSampling: sampling, reading: [method])
+                }
+            }
+        }
+        // A method that reads no histograms is shown what a histogram pass of every histogram takes.
+        if !method.readsHistograms { time.histograms = time.allHistograms }
+        let perPass = Double(repeats * batch)
+        let imagesPerSecond = perPass / time.forward
         let achieved = imagesPerSecond * (figures["model_gflop_per_image"] as! Double)
         figures["fp32_images_per_s"] = imagesPerSecond
         figures["fp32_gflops"] = achieved
@@ -84,51 +116,27 @@ enum BenchCommand: Command {
                 format: "sgemm %dx%dx%d: %.1f GFLOP/s; forward reaches %.0f%% of it", c.tokenCount, c.embedDimension,
                 2 * c.innerDimension, sgemm, 100 * achieved / sgemm))
 
-        let sampling = try Calibration.scanSampling(arguments, model: model)
-        let method = try givenPlan?.method ?? CalibrationMethod.named("qmamba")
-        let settings = givenPlan?.settings ?? QuantizationSettings(weightBits: 4, activationBits: 4)
-        // Each observer pass is timed as often as the forward passes, so that its ratio to them is as steady.
-        let (ranges, rangeSeconds) = try timed(repeats) {
-            try CalibrationStatistics.observeRanges(
-                model, on: images, discreteAThreshold: method.readsThresholdCounts ? settings.ltsqThreshold : nil)
-        }
-        let everythingSeconds = try timed(repeats) {
-            try ranges.observeHistograms(model, on: images, scanSampling: sampling)
-        }.seconds
-        // A method that reads no histograms is shown what a histogram pass of every histogram takes.
-        let (statistics, histogramSeconds) =
-            method.readsHistograms
-            ? try timed(repeats) {
-                try ranges.observeHistograms(model, on: images, scanSampling: sampling, reading: [method])
-            }
-            : (ranges, everythingSeconds)
         // What calibrating with the method runs: a method that reads no histograms needs the range pass alone.
         let (passes, observeSeconds) =
-            method.readsHistograms ? (2, rangeSeconds + histogramSeconds) : (1, rangeSeconds)
-        let observeRate = Double(passes * batch) / observeSeconds
+            method.readsHistograms ? (2, time.ranges + time.histograms) : (1, time.ranges)
+        let observeRate = Double(passes) * perPass / observeSeconds
         figures["observe_method"] = method.name
         figures["observe_images_per_s"] = observeRate
-        figures["observe_ranges_images_per_s"] = Double(batch) / rangeSeconds
-        figures["observe_histograms_images_per_s"] = Double(batch) / histogramSeconds
-        figures["observe_all_histograms_images_per_s"] = Double(batch) / everythingSeconds
+        figures["observe_ranges_images_per_s"] = perPass / time.ranges
+        figures["observe_histograms_images_per_s"] = perPass / time.histograms
+        figures["observe_all_histograms_images_per_s"] = perPass / time.allHistograms
         figures["scan_sampling"] = sampling.stride
-        let plan =
-            try givenPlan
-            ?? QuantizationPlan.fit(statistics: statistics, weights: model.weights, method: method, settings: settings)
-        let (quantized, hooks) = Evaluation.quantized(model, plan: plan)
-        _ = try quantized(images, hooks: hooks)
-        let quantSeconds = try seconds { for _ in 0..<repeats { _ = try quantized(images, hooks: hooks) } }
-        let quantRate = Double(batch * repeats) / quantSeconds
+        let quantRate = perPass / time.quantized
         figures["quant_images_per_s"] = quantRate
         out.line(
             String(
                 format: "%@ %@ forward: %.2f images/s, %.2f× the fp32 time", plan.method.name, plan.settings.name,
-                quantRate, imagesPerSecond / quantRate))
-        let histogramRatio = imagesPerSecond * histogramSeconds / Double(batch)
+                quantRate, time.quantized / time.forward))
+        let histogramRatio = time.histograms / time.forward
         out.line(
             String(
                 format: "calibration observers (%@): %.2f images/s per pass, %.2f× the fp32 time (ranges %.2f×, %@%@)",
-                method.name, observeRate, imagesPerSecond / observeRate, imagesPerSecond * rangeSeconds / Double(batch),
+                method.name, observeRate, imagesPerSecond / observeRate, time.ranges / time.forward,
                 method.readsHistograms
                     ? String(format: "histograms %.2f×", histogramRatio)
                     : String(format: "the only pass; a histogram pass would take %.2f×", histogramRatio),
@@ -136,7 +144,7 @@ enum BenchCommand: Command {
         out.line(
             String(
                 format: "histogram pass of every histogram (reports: A_bar at every point, with its log distances): "
-                    + "%.2f× the fp32 time", imagesPerSecond * everythingSeconds / Double(batch)))
+                    + "%.2f× the fp32 time", time.allHistograms / time.forward))
 
         if let folder = arguments.string("image-folder") {
             let dataset = try ImageDataset(imageFolder: folder)
@@ -163,15 +171,30 @@ enum BenchCommand: Command {
         }
     }
 
-    /// Runs `body` `repeats` times; its last value, and the mean seconds per run.
-    private static func timed<Value>(
-        _ repeats: Int = 1, _ body: () throws -> Value
-    ) throws -> (value: Value, seconds: Double) {
-        let start = DispatchTime.now().uptimeNanoseconds
-        var value = try body()
-        for _ in 1..<repeats { value = try body() }
-        return (value, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(repeats))
+    /// The plan `method` fits to the statistics of `images` (the ranges alone where it reads no histograms).
+    private static func fittedPlan(
+        _ ranges: CalibrationStatistics, _ model: VimModel, _ images: Tensor, _ method: CalibrationMethod,
+        _ settings: QuantizationSettings, _ sampling: ScanSampling
+    ) throws -> QuantizationPlan {
+        let statistics =
+            method.readsHistograms
+            ? try ranges.observeHistograms(model, on: images, scanSampling: sampling, reading: [method]) : ranges
+        return try QuantizationPlan.fit(
+            statistics: statistics, weights: model.weights, method: method, settings: settings)
     }
 
-    private static func seconds(_ body: () throws -> Void) throws -> Double { try timed(1, body).seconds }
+    private static func seconds(_ body: () throws -> Void) throws -> Double {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try body()
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
+
+    /// Seconds spent in each kind of pass, summed over the rounds.
+    private struct PassTimes {
+        var forward = 0.0
+        var quantized = 0.0
+        var ranges = 0.0
+        var histograms = 0.0
+        var allHistograms = 0.0
+    }
 }
