@@ -32,9 +32,7 @@ struct CalibrationFileTests {
         let plan = try QuantizationPlan.fit(
             statistics: statistics, weights: model.weights, method: try CalibrationMethod.named(name),
             settings: QuantizationSettings(weightBits: 4, activationBits: 4))
-        let provenance = CalibrationFile.Provenance(
-            checkpointName: "vim_micro.pth", checkpointSHA256: "00", configuration: model.configuration, data: "inline",
-            imageCount: 4, seed: 0, imageListSHA256: "11", tool: "test", scanSampling: ScanSampling(stride: 8))
+        let provenance = microProvenance(model, scanSampling: ScanSampling(stride: 8))
         let file = CalibrationFile(plan: plan, provenance: provenance)
         let path = Fixtures.temporaryDirectory() + "/q.json"
         try AtomicFile.write(file.encoded, to: path)
@@ -214,6 +212,19 @@ struct CalibrationFileTests {
         return (model, plan)
     }
 
+    /// The provenance the tests write with a plan of the micro model.
+    func microProvenance(_ model: VimModel, scanSampling: ScanSampling = .everyValue) -> CalibrationFile.Provenance {
+        CalibrationFile.Provenance(
+            checkpointName: "vim_micro.pth", checkpointSHA256: "00", configuration: model.configuration, data: "inline",
+            imageCount: 4, seed: 0, imageListSHA256: "11", tool: "test", scanSampling: scanSampling)
+    }
+
+    /// `microPlan()`'s plan, and its calibration file's bytes.
+    func encodedMicroPlan() throws -> (plan: QuantizationPlan, encoded: Data) {
+        let (model, plan) = try microPlan()
+        return (plan, CalibrationFile(plan: plan, provenance: microProvenance(model)).encoded)
+    }
+
     /// The first activation point with a quantizer of `kind`.
     func firstPoint(of kind: String, in plan: QuantizationPlan) -> String {
         "\(plan.activations.first { $0.quantizer.kind == kind }!.point)"
@@ -221,11 +232,7 @@ struct CalibrationFileTests {
 
     @Test("quantizer parameters no grid can take are refused, naming the point and the accepted range")
     func outOfRangeParameters() throws {
-        let (model, plan) = try microPlan()
-        let provenance = CalibrationFile.Provenance(
-            checkpointName: "vim_micro.pth", checkpointSHA256: "00", configuration: model.configuration, data: "inline",
-            imageCount: 4, seed: 0, imageListSHA256: "11", tool: "test", scanSampling: .everyValue)
-        let encoded = CalibrationFile(plan: plan, provenance: provenance).encoded
+        let (plan, encoded) = try encodedMicroPlan()
         let (ltsq, uniform, tgq) = (
             firstPoint(of: "ltsq", in: plan), firstPoint(of: "uniform", in: plan), firstPoint(of: "tgq", in: plan)
         )
@@ -275,11 +282,7 @@ struct CalibrationFileTests {
 
     @Test("a point the model lacks, or settings out of their range, are refused rather than ignored")
     func strayPointsAndSettings() throws {
-        let (model, plan) = try microPlan()
-        let provenance = CalibrationFile.Provenance(
-            checkpointName: "vim_micro.pth", checkpointSHA256: "00", configuration: model.configuration, data: "inline",
-            imageCount: 4, seed: 0, imageListSHA256: "11", tool: "test", scanSampling: .everyValue)
-        let encoded = CalibrationFile(plan: plan, provenance: provenance).encoded
+        let encoded = try encodedMicroPlan().encoded
         let path = Fixtures.temporaryDirectory() + "/q.json"
         // (section, the change, what the error must say)
         let cases: [(String, (inout [String: Any]) -> Void, String)] = [
