@@ -18,3 +18,9 @@ static inline cintrinsics_indices cintrinsics_clamped_floor(cintrinsics_lanes po
     __m256 clamped = _mm256_min_ps(_mm256_max_ps((__m256)position, _mm256_setzero_ps()), _mm256_set1_ps(last));
     return (cintrinsics_indices)_mm256_cvttps_epi32(clamped);
 }
+
+/* min(max(v, low), high) lane by lane, a NaN kept: vmaxps and vminps return their second operand, v,
+   when either is NaN, and for ±0 against ±0; exactly v < low ? low : (v > high ? high : v). */
+static inline cintrinsics_lanes cintrinsics_clamp(cintrinsics_lanes v, float low, float high) {
+    return (cintrinsics_lanes)_mm256_min_ps(_mm256_set1_ps(high), _mm256_max_ps(_mm256_set1_ps(low), (__m256)v));
+}

@@ -1,3 +1,4 @@
+import CIntrinsics
 import Foundation
 
 /// A uniform affine grid in the form the scan kernel applies it: v̂ = s · (clamp(round(v / s) + z) − z).
@@ -23,7 +24,8 @@ public struct UniformGrid: Sendable, Equatable {
 
     /// `value` snapped to the grid.
     @inline(__always) public func snap(_ value: Float) -> Float {
-        // Clamped by comparisons, as the vectorised form is (Swift's `max(−0, 0)` would give +0).
+        // Clamped by comparisons, as vmaxps and vminps clamp the vectorised form (Swift's `max(−0, 0)`
+        // would give +0).
         var q = (value / scale).rounded(.toNearestOrEven)
         if q < lowestMultiple { q = lowestMultiple }
         if q > highestMultiple { q = highestMultiple }
@@ -96,11 +98,10 @@ public struct UniformGrid: Sendable, Equatable {
         return sums.sum()
     }
 
+    /// Eight values snapped. The clamp is x86's max and min: Swift's `replacing(with:where:)` pair
+    /// became a compare and a blend per bound once the bounds stayed in registers.
     @_transparent func snap(_ values: Lanes) -> Lanes {
-        var q = (values / scale).rounded(.toNearestOrEven)
-        q = q.replacing(with: lowestMultiple, where: q .< lowestMultiple)
-        q = q.replacing(with: highestMultiple, where: q .> highestMultiple)
-        return scale * q
+        scale * cintrinsics_clamp((values / scale).rounded(.toNearestOrEven), lowestMultiple, highestMultiple)
     }
 }
 
