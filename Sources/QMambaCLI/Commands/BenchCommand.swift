@@ -66,6 +66,8 @@ enum BenchCommand: Command {
         let method = try givenPlan?.method ?? CalibrationMethod.named("qmamba")
         let settings = givenPlan?.settings ?? QuantizationSettings(weightBits: 4, activationBits: 4)
         let threshold = method.readsThresholdCounts ? settings.ltsqThreshold : nil
+        out.line(
+            "warm-up, then \(repeats) round\(repeats == 1 ? "" : "s") of fp32, quantized, range and histogram passes")
         // Untimed: a warm-up pass, the ranges the histogram passes are binned on, and the plan.
         _ = try model(images)
         let ranges = try CalibrationStatistics.observeRanges(model, on: images, discreteAThreshold: threshold)
