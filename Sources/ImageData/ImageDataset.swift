@@ -82,6 +82,10 @@ public struct ImageDataset: Sendable {
         self.samples = samples
     }
 
+    /// The images whose class index is `classes` or more, in dataset order: those a classifier of
+    /// `classes` classes can never predict.
+    public func samples(outside classes: Int) -> [ImageSample] { samples.filter { $0.label >= classes } }
+
     /// A dataset from its parts (e.g. a list received from another rank).
     public init(root: String, classNames: [String], samples: [ImageSample]) {
         self.root = root

@@ -19,20 +19,25 @@ enum DataOptions {
     }
 
     /// Builds the dataset on rank 0 and sends its list to every rank, so all ranks agree on it even if
-    /// their views of the file system differ.
+    /// their views of the file system differ. With `classes` (a set to score), its labels are checked
+    /// against the model's classes first (`checkLabels`).
     static func dataset(
         _ arguments: ParsedArguments, folderOption: String, labelOption: String = "labels", cluster: Communicator,
-        subset: Bool = true
+        subset: Bool = true, scoredWith classes: Int? = nil
     ) throws -> ImageDataset {
         let folder = try arguments.required(folderOption)
         var header: [UInt8] = []
         var dataset: ImageDataset?
         if cluster.isRoot {
             var full: ImageDataset
-            if let labels = arguments.string(labelOption) {
+            let labels = arguments.string(labelOption)
+            if let labels {
                 full = try ImageDataset(folder: folder, labelFile: labels)
             } else {
                 full = try ImageDataset(imageFolder: folder)
+            }
+            if let classes {
+                try checkLabels(full, classes: classes, labelFile: labels, labelOption: labelOption)
             }
             if subset, let count = try arguments.integer("num-images") {
                 full = full.subset(count: count, seed: try seed(arguments))
@@ -47,6 +52,39 @@ enum DataOptions {
         return try ImageDataset(
             root: folder, classNames: text[..<newline].split(separator: "\t").map(String.init),
             listing: String(text[text.index(after: newline)...]))
+    }
+
+    /// Refuses a set to score whose class indices reach past the model's classes: each such image
+    /// would count as wrong with an infinite loss, left out of the mean, so the figures would mislead
+    /// rather than fail (a 1-based label file, or a folder of another dataset). Warns when an ImageNet
+    /// layout has fewer class folders than the model has classes: labels are the folders' positions in
+    /// sorted order, as torchvision's `ImageFolder` gives them, which are the model's class indices only
+    /// when every class has its folder.
+    static func checkLabels(_ dataset: ImageDataset, classes: Int, labelFile: String?, labelOption: String) throws {
+        let outside = dataset.samples(outside: classes)
+        if let first = outside.first {
+            let images = outside.count == 1 ? "1 image has" : "\(outside.count) images have"
+            if let labelFile {
+                throw ImageError.invalidDataset(
+                    path: labelFile,
+                    detail: "\(images) a class index the model cannot output (it has \(classes) classes, 0 to "
+                        + "\(classes - 1)): the first is \(first.path), labelled \(first.label); are the indices 1-based, or "
+                        + "for another model?")
+            }
+            throw ImageError.invalidDataset(
+                path: dataset.root,
+                detail: "\(dataset.classNames.count) class folders, but the model has \(classes) classes: \(images) "
+                    + "a class index it cannot output (folder '\(dataset.classNames[first.label])' and the ones sorted "
+                    + "after it); use the model's own classes, or give --\(labelOption) with its class indices")
+        }
+        if labelFile == nil && dataset.classNames.count < classes {
+            FileHandle.standardError.write(
+                ("qmamba: warning: \(dataset.root): \(dataset.classNames.count) class folders for a model of "
+                    + "\(classes) classes; labels are the folders' positions in sorted order (as torchvision's "
+                    + "ImageFolder), which are the model's class indices only if every class has its folder (for a "
+                    + "subset of the classes, give --\(labelOption) with the model's class indices)\n").data(
+                        using: .utf8)!)
+        }
     }
 
     static func seed(_ arguments: ParsedArguments) throws -> UInt64 {

@@ -127,6 +127,56 @@ struct EvaluationCommandTests {
         #expect(qmamba > minmax)
     }
 
+    @Test(
+        "a set with class indices the model cannot output is refused before anything runs; fewer class folders than classes is a warning"
+    )
+    func labelsOutsideTheModel() throws {
+        let directory = Fixtures.temporaryDirectory()
+        let manager = FileManager.default
+        // The micro model has 10 classes: index 10 of a label file is one too many.
+        let flat = "\(directory)/flat"
+        try manager.createDirectory(atPath: flat, withIntermediateDirectories: true)
+        for name in ["00.png", "01.png"] {
+            try manager.copyItem(atPath: "\(images32)/class0/\(name)", toPath: "\(flat)/\(name)")
+        }
+        let labels = "\(directory)/labels.txt"
+        try "00.png 3\n01.png 10\n".write(toFile: labels, atomically: true, encoding: .utf8)
+        let output = "\(directory)/r.json"
+        let fromFile = try QMambaExecutable.run([
+            "evaluate", "--checkpoint", microCheckpoint, "--data", flat, "--labels", labels, "--json", output,
+        ])
+        #expect(fromFile.status == 1)
+        #expect(
+            fromFile.error.contains("\(labels): 1 image has a class index the model cannot output (it has 10 classes"))
+        #expect(fromFile.error.contains("01.png, labelled 10"))
+        #expect(!fromFile.output.contains("evaluating"))
+        #expect(!manager.fileExists(atPath: output) && !manager.fileExists(atPath: output + ".progress"))
+
+        // Eleven class folders: the last in sorted order has index 10.
+        let eleven = "\(directory)/eleven"
+        for index in 0..<11 {
+            try manager.createDirectory(atPath: "\(eleven)/c\(index)", withIntermediateDirectories: true)
+            try manager.copyItem(atPath: "\(images32)/class1/00.png", toPath: "\(eleven)/c\(index)/00.png")
+        }
+        let fromFolders = try QMambaExecutable.run(["evaluate", "--checkpoint", microCheckpoint, "--data", eleven])
+        #expect(fromFolders.status == 1)
+        #expect(fromFolders.error.contains("\(eleven): 11 class folders, but the model has 10 classes"))
+        #expect(fromFolders.error.contains("folder 'c9'"))
+
+        // The table checks its validation set before it calibrates.
+        let table = try QMambaExecutable.run([
+            "table", "--checkpoint", microCheckpoint, "--calib", images32, "--val", flat, "--val-labels", labels,
+            "--settings", "W8A8", "--methods", "minmax", "--output", "\(directory)/table",
+        ])
+        #expect(table.status == 1)
+        #expect(table.error.contains("\(labels): 1 image has a class index"))
+        #expect(!table.output.contains("pass 1/2"))
+
+        let fewer = try QMambaExecutable.run(["evaluate", "--checkpoint", microCheckpoint, "--data", images32])
+        #expect(fewer.status == 0, "\(fewer.error)")
+        #expect(fewer.error.contains("warning: \(images32): 3 class folders for a model of 10 classes"))
+    }
+
     @Test("table writes the paper-style table with an fp32 row and every cell, under 2 ranks")
     func table() throws {
         let prefix = Fixtures.temporaryDirectory() + "/table"

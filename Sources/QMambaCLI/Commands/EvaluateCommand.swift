@@ -46,7 +46,8 @@ enum EvaluateCommand: Command {
         }
         let (_, model) = try ModelOptions.load(arguments)
         let plan = try QuantizationOptions.plan(arguments, model: model)
-        let dataset = try DataOptions.dataset(arguments, folderOption: "data", cluster: cluster)
+        let dataset = try DataOptions.dataset(
+            arguments, folderOption: "data", cluster: cluster, scoredWith: model.configuration.classCount)
         let transform = try DataOptions.transform(arguments, model: model)
         // Blocks are also the unit of work: at most --save-every images, and small enough that up to
         // 1024 ranks share a set. The size depends on the set alone, so a run may resume on other ranks.

@@ -49,12 +49,14 @@ enum TableCommand: Command {
         }
         let started = Date()
         let (_, model) = try ModelOptions.load(arguments)
+        // Before calibrating: a wrong --val should not cost the calibration first.
+        let validation = try DataOptions.dataset(
+            arguments, folderOption: "val", labelOption: "val-labels", cluster: cluster, subset: false,
+            scoredWith: model.configuration.classCount)
         let calibration = try Calibration.collect(
             arguments, model: model, cluster: cluster, console: out, folderOption: "calib", reading: methods,
             discreteAThreshold: try QuantizationOptions.ltsqThreshold(arguments))
         let provenance = cluster.isRoot ? try calibration.provenance(checkpoint: checkpoint, model: model) : nil
-        let validation = try DataOptions.dataset(
-            arguments, folderOption: "val", labelOption: "val-labels", cluster: cluster, subset: false)
         let runner = ShardRunner(
             dataset: validation, cluster: cluster, batchSize: try arguments.integer("batch-size")!,
             transform: try DataOptions.transform(arguments, model: model), strict: arguments.flag("strict"),
