@@ -49,6 +49,13 @@ public struct Console {
         if logged && !text.isEmpty { event("message", ["text": .string(text)]) }
     }
 
+    /// Prints `qmamba: warning: <text>` to standard error on rank 0, logged as a `warning` event.
+    public func warning(_ text: String) {
+        guard enabled else { return }
+        FileHandle.standardError.write("qmamba: warning: \(text)\n".data(using: .utf8)!)
+        event("warning", ["text": .string(text)])
+    }
+
     /// Prints text without a newline on rank 0, flushing it at once (not logged: progress is
     /// logged by its own events).
     public func write(_ text: String) {

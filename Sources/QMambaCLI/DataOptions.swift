@@ -23,7 +23,7 @@ enum DataOptions {
     /// against the model's classes first (`checkLabels`).
     static func dataset(
         _ arguments: ParsedArguments, folderOption: String, labelOption: String = "labels", cluster: Communicator,
-        subset: Bool = true, scoredWith classes: Int? = nil
+        subset: Bool = true, scoredWith classes: Int? = nil, console: Console
     ) throws -> ImageDataset {
         let folder = try arguments.required(folderOption)
         var header: [UInt8] = []
@@ -37,7 +37,8 @@ enum DataOptions {
                 full = try ImageDataset(imageFolder: folder)
             }
             if let classes {
-                try checkLabels(full, classes: classes, labelFile: labels, labelOption: labelOption)
+                try checkLabels(
+                    full, classes: classes, labelFile: labels, labelOption: labelOption, console: console)
             }
             if subset, let count = try arguments.integer("num-images") {
                 full = full.subset(count: count, seed: try seed(arguments))
@@ -60,7 +61,9 @@ enum DataOptions {
     /// layout has fewer class folders than the model has classes: labels are the folders' positions in
     /// sorted order, as torchvision's `ImageFolder` gives them, which are the model's class indices only
     /// when every class has its folder.
-    static func checkLabels(_ dataset: ImageDataset, classes: Int, labelFile: String?, labelOption: String) throws {
+    static func checkLabels(
+        _ dataset: ImageDataset, classes: Int, labelFile: String?, labelOption: String, console: Console
+    ) throws {
         let outside = dataset.samples(outside: classes)
         if let first = outside.first {
             let images = outside.count == 1 ? "1 image has" : "\(outside.count) images have"
@@ -78,12 +81,11 @@ enum DataOptions {
                     + "after it); use the model's own classes, or give --\(labelOption) with its class indices")
         }
         if labelFile == nil && dataset.classNames.count < classes {
-            FileHandle.standardError.write(
-                ("qmamba: warning: \(dataset.root): \(dataset.classNames.count) class folders for a model of "
-                    + "\(classes) classes; labels are the folders' positions in sorted order (as torchvision's "
-                    + "ImageFolder), which are the model's class indices only if every class has its folder (for a "
-                    + "subset of the classes, give --\(labelOption) with the model's class indices)\n").data(
-                        using: .utf8)!)
+            console.warning(
+                "\(dataset.root): \(dataset.classNames.count) class folders for a model of \(classes) classes; labels "
+                    + "are the folders' positions in sorted order (as torchvision's ImageFolder), which are the model's "
+                    + "class indices only if every class has its folder (for a subset of the classes, give "
+                    + "--\(labelOption) with the model's class indices)")
         }
     }
 

@@ -177,6 +177,30 @@ struct EvaluationCommandTests {
         #expect(fewer.error.contains("warning: \(images32): 3 class folders for a model of 10 classes"))
     }
 
+    @Test("a Q.json fitted on another checkpoint's bytes is used with a warning that names both files")
+    func calibrationOfOtherWeights() throws {
+        let directory = Fixtures.temporaryDirectory()
+        let quant = "\(directory)/q.json"
+        #expect(try QMambaExecutable.run(calibrateArguments(quant)).status == 0)
+        let otherWeights = Fixtures.bundled("vim-official-init/vim_micro.pth")
+        for (checkpoint, warned) in [(microCheckpoint, false), (otherWeights, true)] {
+            for command in [
+                [
+                    "forward", "--input", "\(Fixtures.bundled("vim-official"))/vim_micro_input.npy",
+                    "--output", "\(directory)/logits.npy",
+                ],
+                ["export", "--output", "\(directory)/q.safetensors"],
+            ] {
+                let result = try QMambaExecutable.run(command + ["--checkpoint", checkpoint, "--quant", quant])
+                #expect(result.status == 0, "\(result.error)")
+                #expect(
+                    result.error.contains("warning: \(quant) was fitted on vim_micro.pth (SHA-256 ") == warned,
+                    "\(command[0]) \(checkpoint): \(result.error)")
+                #expect(result.error.contains("not on the bytes of \(checkpoint)") == warned)
+            }
+        }
+    }
+
     @Test("table writes the paper-style table with an fp32 row and every cell, under 2 ranks")
     func table() throws {
         let prefix = Fixtures.temporaryDirectory() + "/table"

@@ -47,7 +47,7 @@ enum BenchCommand: Command {
         let repeats = try arguments.integer("repeat")!
         if let json = arguments.string("json") { try OutputPath.check(json, inputs: []) }
         // Checked before any timing: a file made for another model would index past the model's tensors.
-        let givenPlan = try QuantizationOptions.plan(arguments, model: model)
+        let givenPlan = try QuantizationOptions.plan(arguments, model: model, console: context.console)
         let c = model.configuration
         var figures: [String: Any] = [
             "batch": batch, "threads": 1, "model_gflop_per_image": 2 * Double(c.multiplyAccumulatesPerImage) / 1e9,

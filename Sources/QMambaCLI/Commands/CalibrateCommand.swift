@@ -115,10 +115,25 @@ enum QuantizationOptions {
     }
 
     /// The plan of `--quant`, checked against the model, or nil without the option.
-    static func plan(_ arguments: ParsedArguments, model: VimModel) throws -> QuantizationPlan? {
+    ///
+    /// A file fitted on a checkpoint with other bytes than `--checkpoint` is used with a warning (on
+    /// rank 0, which hashes the checkpoint): its weight scales and activation ranges belong to that
+    /// checkpoint's weights, which may differ, but a re-saved or converted copy of the same weights
+    /// (a `.pth` made `.safetensors`) is a fair use.
+    static func plan(_ arguments: ParsedArguments, model: VimModel, console: Console) throws -> QuantizationPlan? {
         guard let path = arguments.string("quant") else { return nil }
         let file = try CalibrationFile(contentsOf: path)
         try file.validate(against: model.configuration, weights: model.weights, path: path)
+        if console.enabled, let checkpoint = arguments.string("checkpoint") {
+            let fitted = file.provenance
+            let digest = try SHA256.hexDigest(ofFile: checkpoint)
+            if digest != fitted.checkpointSHA256 {
+                console.warning(
+                    "\(path) was fitted on \(fitted.checkpointName) (SHA-256 \(fitted.checkpointSHA256.prefix(12))…), "
+                        + "not on the bytes of \(checkpoint) (\(digest.prefix(12))…): its weight scales and activation "
+                        + "ranges are those of that file's weights, right only if these are the same weights")
+            }
+        }
         return file.plan
     }
 
@@ -191,7 +206,8 @@ enum Calibration {
     ) throws -> Collected {
         let histograms = methods?.contains(where: \.readsHistograms) ?? true
         let thresholdCounts = methods?.contains(where: \.readsThresholdCounts) ?? true
-        let dataset = try DataOptions.dataset(arguments, folderOption: folderOption, cluster: cluster)
+        let dataset = try DataOptions.dataset(
+            arguments, folderOption: folderOption, cluster: cluster, console: console)
         let sampling = try scanSampling(arguments, model: model)
         let runner = ShardRunner(
             dataset: dataset, cluster: cluster, batchSize: try arguments.integer("batch-size")!,

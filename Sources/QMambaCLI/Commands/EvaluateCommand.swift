@@ -45,9 +45,10 @@ enum EvaluateCommand: Command {
                 option: "resume", value: "", reason: "needs --json: progress is kept beside the result file")
         }
         let (_, model) = try ModelOptions.load(arguments)
-        let plan = try QuantizationOptions.plan(arguments, model: model)
+        let plan = try QuantizationOptions.plan(arguments, model: model, console: out)
         let dataset = try DataOptions.dataset(
-            arguments, folderOption: "data", cluster: cluster, scoredWith: model.configuration.classCount)
+            arguments, folderOption: "data", cluster: cluster, scoredWith: model.configuration.classCount,
+            console: out)
         let transform = try DataOptions.transform(arguments, model: model)
         // Blocks are also the unit of work: at most --save-every images, and small enough that up to
         // 1024 ranks share a set. The size depends on the set alone, so a run may resume on other ranks.

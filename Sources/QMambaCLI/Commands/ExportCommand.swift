@@ -26,7 +26,7 @@ enum ExportCommand: Command {
         let quant = try arguments.required("quant")
         try OutputPath.check(output, inputs: [checkpoint, quant])
         let (source, model) = try ModelOptions.load(arguments)
-        let plan = try QuantizationOptions.plan(arguments, model: model)!
+        let plan = try QuantizationOptions.plan(arguments, model: model, console: out)!
         try QuantizedModelFile.write(
             plan: plan, source: source, configuration: model.configuration, weights: model.weights, to: output)
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0

@@ -31,7 +31,8 @@ enum ForwardCommand: Command {
         let batchSize = try arguments.integer("batch-size")!
         try OutputPath.check(outputPath, inputs: [inputPath, try arguments.required("checkpoint")])
         let (_, loaded) = try ModelOptions.load(arguments)
-        let (model, hooks) = Evaluation.quantized(loaded, plan: try QuantizationOptions.plan(arguments, model: loaded))
+        let (model, hooks) = Evaluation.quantized(
+            loaded, plan: try QuantizationOptions.plan(arguments, model: loaded, console: context.console))
         let images = try NumPyArray(contentsOf: inputPath).tensor
         let c = model.configuration
         guard images.rank == 4, images.shape[1] == c.channels, images.shape[2] == c.imageSize,

@@ -39,7 +39,7 @@ enum ReportCommand: Command {
             try OutputPath.check(page, inputs: [checkpoint])
         }
         let (_, model) = try ModelOptions.load(arguments)
-        let plan = try QuantizationOptions.plan(arguments, model: model)!
+        let plan = try QuantizationOptions.plan(arguments, model: model, console: out)!
         let depth = model.configuration.depth
         let layers = try layerList(arguments, depth: depth)
         let methods = try QuantizationOptions.methods(arguments)

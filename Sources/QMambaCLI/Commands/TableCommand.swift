@@ -52,7 +52,7 @@ enum TableCommand: Command {
         // Before calibrating: a wrong --val should not cost the calibration first.
         let validation = try DataOptions.dataset(
             arguments, folderOption: "val", labelOption: "val-labels", cluster: cluster, subset: false,
-            scoredWith: model.configuration.classCount)
+            scoredWith: model.configuration.classCount, console: out)
         let calibration = try Calibration.collect(
             arguments, model: model, cluster: cluster, console: out, folderOption: "calib", reading: methods,
             discreteAThreshold: try QuantizationOptions.ltsqThreshold(arguments))
