@@ -76,7 +76,9 @@ public struct NumPyArray: Equatable {
                 detail: "element type \(typeName) is not supported (use float32, float64, uint8, int32 or int64)")
         }
         guard fortran == "False" else {
-            throw CheckpointError.malformedArray(path: path, detail: "Fortran-ordered arrays are not supported")
+            throw CheckpointError.malformedArray(
+                path: path,
+                detail: "Fortran-ordered arrays are not supported; save it C-ordered (numpy.ascontiguousarray)")
         }
         let dims = shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "()")).split(separator: ",")
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }

@@ -60,6 +60,40 @@ struct CommandLineTests {
         #expect(difference(logits.scalars, reference.scalars).maximumAbsolute < 1e-4)
     }
 
+    @Test("forward names the images of its input that hold NaN; only their logits are affected")
+    func forwardOfNonFiniteInput() throws {
+        let directory = Fixtures.temporaryDirectory()
+        let clean = try NumPyArray(contentsOf: microInput).tensor
+        var scalars = clean.scalars
+        scalars[clean.count / clean.shape[0] + 17] = .nan
+        let damagedInput = "\(directory)/nan.npy"
+        try NumPyArray(Tensor(shape: clean.shape, scalars: scalars)).write(to: damagedInput)
+        var logits: [[Float]] = []
+        for (input, name) in [(microInput, "clean"), (damagedInput, "damaged")] {
+            let output = "\(directory)/\(name).npy"
+            let result = try QMambaExecutable.run([
+                "forward", "--checkpoint", microCheckpoint, "--input", input, "--output", output,
+            ])
+            #expect(result.status == 0, "\(result.error)")
+            #expect(
+                result.error.contains("warning: \(damagedInput): 1 of 4 images hold NaN or infinite values (image 1)")
+                    == (input == damagedInput), "\(result.error)")
+            logits.append(try NumPyArray(contentsOf: output).tensor.scalars)
+        }
+        let classes = logits[0].count / 4
+        for image in 0..<4 {
+            let (cleanRow, damagedRow) = (
+                logits[0][(image * classes)..<((image + 1) * classes)],
+                logits[1][(image * classes)..<((image + 1) * classes)]
+            )
+            if image == 1 {
+                #expect(damagedRow.allSatisfy { $0.isNaN })
+            } else {
+                #expect(Array(cleanRow) == Array(damagedRow))
+            }
+        }
+    }
+
     @Test("forward under mpirun gives byte-identical logits for 1, 2 and 3 ranks")
     func forwardUnderMPI() throws {
         let directory = Fixtures.temporaryDirectory()

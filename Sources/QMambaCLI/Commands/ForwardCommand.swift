@@ -43,6 +43,18 @@ enum ForwardCommand: Command {
             )
         }
         let count = images.shape[0]
+        if context.console.enabled {
+            let perImage = images.count / max(count, 1)
+            let damaged = (0..<count).filter { n in
+                images.scalars[(n * perImage)..<((n + 1) * perImage)].contains { !$0.isFinite }
+            }
+            if !damaged.isEmpty {
+                let listed = damaged.prefix(5).map(String.init).joined(separator: ", ")
+                context.console.warning(
+                    "\(inputPath): \(damaged.count) of \(count) images hold NaN or infinite values (image "
+                        + "\(listed)\(damaged.count > 5 ? ", …" : "")); their logits will not be finite")
+            }
+        }
         try OutputPath.requireSpace(outputPath, bytes: count * c.classCount * 4)
         let shard = (count * cluster.rank / cluster.size)..<(count * (cluster.rank + 1) / cluster.size)
         var logits: [Float] = []
