@@ -13,6 +13,8 @@ import Vim
 public enum QuantizedModelFile {
     /// The format version written into the metadata.
     public static let formatVersion = 1
+    /// The metadata key under which an export describes itself (what marks a safetensors file as one).
+    public static let metadataKey = "qmamba"
 
     /// How a weight's codes are stored for a bit width.
     static func packing(bits: Int) -> String { bits <= 4 ? "int4x2" : bits <= 8 ? "int8" : "int16" }
@@ -90,7 +92,7 @@ public enum QuantizedModelFile {
         ])
         let configurationJSON = String(decoding: try JSONEncoder().encode(configuration), as: UTF8.self)
         try SafetensorsFile.write(
-            tensors, metadata: ["qmamba": description.line, "configuration": configurationJSON], to: path)
+            tensors, metadata: [metadataKey: description.line, "configuration": configurationJSON], to: path)
     }
 
     private static func packed(_ codes: [Int], rows: Int, columns: Int, packing: String, name: String) -> RawTensor {
@@ -122,7 +124,7 @@ public enum QuantizedModelFile {
         func invalid(_ detail: String) -> QuantizationError {
             .invalidCalibrationFile(path: path, detail: "not a qmamba export: \(detail)")
         }
-        guard let text = file.metadata["qmamba"], let configurationText = file.metadata["configuration"],
+        guard let text = file.metadata[metadataKey], let configurationText = file.metadata["configuration"],
             let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
             object["format"] as? Int == formatVersion, let weightInfo = object["weights"] as? [String: [String: Any]],
             let activationInfo = object["activations"] as? [String: [String: Any]],

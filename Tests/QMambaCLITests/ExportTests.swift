@@ -42,6 +42,47 @@ struct ExportTests {
         #expect(file.metadata["qmamba"]?.contains("\"method\":\"qmamba\"") == true)
     }
 
+    @Test("forward and evaluate run an export as it is, with exactly the results of its checkpoint and Q.json")
+    func exportRuns() throws {
+        let directory = Fixtures.temporaryDirectory()
+        let (quant, export) = (directory + "/q.json", directory + "/m.safetensors")
+        #expect(try QMambaExecutable.run(calibrateArguments(quant)).status == 0)
+        #expect(
+            try QMambaExecutable.run([
+                "export", "--checkpoint", microCheckpoint, "--quant", quant, "--output", export,
+            ]).status == 0)
+        let input = Fixtures.bundled("vim-official/vim_micro_input.npy")
+        var logits: [[Float]] = []
+        var results: [[String: Any]] = []
+        for (index, model) in [["--checkpoint", microCheckpoint, "--quant", quant], ["--checkpoint", export]]
+            .enumerated()
+        {
+            let output = "\(directory)/logits\(index).npy"
+            let forward = try QMambaExecutable.run(["forward", "--input", input, "--output", output] + model)
+            #expect(forward.status == 0, "\(forward.error)")
+            logits.append(try NumPyArray(contentsOf: output).tensor.scalars)
+            let json = "\(directory)/r\(index).json"
+            let evaluate = try QMambaExecutable.run(["evaluate", "--data", images32, "--json", json] + model)
+            #expect(evaluate.status == 0, "\(evaluate.error)")
+            #expect(evaluate.output.contains("evaluating qmamba W4A4 on 24 images"))
+            results.append(
+                try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any])
+        }
+        #expect(logits[0] == logits[1])
+        for key in ["images", "top1_correct", "top5_correct", "loss"] {
+            #expect("\(results[0][key]!)" == "\(results[1][key]!)", "\(key)")
+        }
+
+        let withQuant = try QMambaExecutable.run([
+            "forward", "--checkpoint", export, "--quant", quant, "--input", input, "--output", directory + "/x.npy",
+        ])
+        #expect(withQuant.status != 0)
+        #expect(withQuant.error.contains("which carries its configuration and quantizers"))
+        let inspect = try QMambaExecutable.run(["inspect", "--checkpoint", export])
+        #expect(inspect.status == 1)
+        #expect(inspect.error.contains("\(export) is an export of 'qmamba export'"))
+    }
+
     @Test("a file that is not an export is refused with the reason")
     func notAnExport() throws {
         let path = Fixtures.temporaryDirectory() + "/plain.safetensors"

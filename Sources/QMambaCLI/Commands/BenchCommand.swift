@@ -38,7 +38,7 @@ enum BenchCommand: Command {
         let out = context.console
         let model: VimModel
         if let path = arguments.string("checkpoint") {
-            model = try VimModel(loading: try CheckpointFile.open(path))
+            model = try VimModel(loading: try ModelOptions.openCheckpoint(path))
         } else {
             let configuration = try VimRegistry.entry(named: arguments.string("model")!).configuration
             model = VimModel(configuration: configuration, weights: .random(for: configuration, seed: 1))

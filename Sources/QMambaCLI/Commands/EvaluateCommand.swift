@@ -13,7 +13,7 @@ enum EvaluateCommand: Command {
         Ranks evaluate contiguous shards; top-1 and top-5 counts and the loss (as fixed-point integers) are summed \
         across ranks, so every figure but the timing is identical for any number of ranks. With --quant, weights are \
         snapped to their grids and every activation point goes through its quantizer, Ā, B̄ and h inside the scan at \
-        every time step.
+        every time step. A file written by 'qmamba export' runs as it is, with its own quantizers (no --quant).
         """
     static let options =
         ModelOptions.specs
@@ -44,8 +44,7 @@ enum EvaluateCommand: Command {
             throw CommandLineError.invalidValue(
                 option: "resume", value: "", reason: "needs --json: progress is kept beside the result file")
         }
-        let (_, model) = try ModelOptions.load(arguments)
-        let plan = try QuantizationOptions.plan(arguments, model: model, console: out)
+        let (model, plan, planFile) = try ModelOptions.loadRunnable(arguments, console: out)
         let dataset = try DataOptions.dataset(
             arguments, folderOption: "data", cluster: cluster, scoredWith: model.configuration.classCount,
             console: out)
@@ -99,7 +98,7 @@ enum EvaluateCommand: Command {
         }
         let document = ReportJSON.evaluation(
             result, checkpoint: checkpoint, data: try arguments.required("data"), plan: plan,
-            quantPath: arguments.string("quant"), ranks: cluster.size)
+            quantPath: planFile, ranks: cluster.size)
         out.event("result", ["evaluation": document])
         if let path = arguments.string("json") {
             try AtomicFile.write(Data(document.text.utf8), to: path)

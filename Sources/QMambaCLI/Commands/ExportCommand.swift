@@ -10,7 +10,8 @@ enum ExportCommand: Command {
         Block weights become int4 (two per byte) or int8 codes with one scale per output channel; every activation \
         quantizer is stored as tensors (uniform: scale and zero point; LtSQ: log2 scale and the value of each code; \
         TGQ: group boundaries, scales and zero points); the remaining parameters are copied in float32 under their \
-        checkpoint keys. The layout is in Docs/FORMAT.md; dequantized, the file evaluates exactly like --quant.
+        checkpoint keys. The layout is in Docs/FORMAT.md; 'forward' and 'evaluate' take the file as --checkpoint and \
+        give exactly the results of the checkpoint with --quant.
         """
     static let options =
         ModelOptions.specs + [

@@ -11,7 +11,8 @@ enum ForwardCommand: Command {
     static let abstract = "Compute the logits of an N x C x H x W float32 .npy array of normalised images"
     static let discussion = """
         Under mpirun the images are split into contiguous shards, one per rank; rank 0 gathers the logits and
-        writes them (N x classes, float32 .npy) atomically.
+        writes them (N x classes, float32 .npy) atomically. A file written by 'qmamba export' runs as it is, with \
+        its own quantizers (no --quant).
         """
     static let options =
         ModelOptions.specs + [
@@ -30,9 +31,8 @@ enum ForwardCommand: Command {
         let outputPath = try arguments.required("output")
         let batchSize = try arguments.integer("batch-size")!
         try OutputPath.check(outputPath, inputs: [inputPath, try arguments.required("checkpoint")])
-        let (_, loaded) = try ModelOptions.load(arguments)
-        let (model, hooks) = Evaluation.quantized(
-            loaded, plan: try QuantizationOptions.plan(arguments, model: loaded, console: context.console))
+        let (loaded, plan, _) = try ModelOptions.loadRunnable(arguments, console: context.console)
+        let (model, hooks) = Evaluation.quantized(loaded, plan: plan)
         let images = try NumPyArray(contentsOf: inputPath).tensor
         let c = model.configuration
         guard images.rank == 4, images.shape[1] == c.channels, images.shape[2] == c.imageSize,
