@@ -8,14 +8,16 @@ enum InspectCommand: Command {
     static let abstract = "Show a checkpoint's contents, its model configuration and parameter count"
     static let discussion = """
         Reads the file without executing any of it, infers the configuration from the tensor shapes (or takes
-        --config/--model), and loads every weight strictly, so a checkpoint that passes here will run.
+        --config/--model), and loads every weight strictly, so a checkpoint that passes here will run. A file written
+        by 'qmamba export' is described with its method and setting.
         """
     static let options = ModelOptions.specs
     static let usesCluster = false
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws {
-        let (source, model) = try ModelOptions.load(arguments)
         let out = context.console
+        let source = try CheckpointFile.open(try arguments.required("checkpoint"))
+        let (model, plan, _) = try ModelOptions.loadRunnable(arguments, console: out)
         let c = model.configuration
         out.line("file: \(source.path)")
         if let torch = source as? TorchCheckpoint {
@@ -26,6 +28,10 @@ enum InspectCommand: Command {
             if !torch.inertClasses.isEmpty {
                 out.line("kept inert (not executed): \(torch.inertClasses.joined(separator: ", "))")
             }
+        } else if let plan {
+            out.line(
+                "format: qmamba export (safetensors), \(plan.method.name) \(plan.settings.name): integer weights with "
+                    + "their quantizers (Docs/FORMAT.md); forward and evaluate run it as it is")
         } else {
             out.line("format: safetensors")
         }
