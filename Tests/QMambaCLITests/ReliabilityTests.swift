@@ -100,6 +100,15 @@ struct ReliabilityTests {
             readOnly.error.contains("/proc/R.json") && readOnly.error.contains("cannot be written"), "\(readOnly.error)"
         )
         #expect(!readOnly.output.contains("evaluating"), "refused before any work")
+        let missing = directory + "/missing"
+        let table = try QMambaExecutable.run([
+            "table", "--checkpoint", Self.demoModel, "--calib", Self.demoImages, "--val", Self.demoImages,
+            "--settings", "W8A8", "--methods", "minmax", "--output", directory + "/table",
+            "--save-calibrations", missing,
+        ])
+        #expect(table.status == 1)
+        #expect(table.error.contains("\(missing)/minmax-W8A8.json: the directory"), "\(table.error)")
+        #expect(!table.output.contains("calibrating"), "refused before any work")
 
         // A file-size limit makes the write fail part-way, as a full disk does.
         let big = directory + "/big.npy"

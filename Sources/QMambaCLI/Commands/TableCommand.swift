@@ -47,6 +47,13 @@ enum TableCommand: Command {
                 throw CommandLineError.invalidValue(option: "settings", value: String(name), reason: "\(error)")
             }
         }
+        if cluster.isRoot, let saved = arguments.string("save-calibrations") {
+            for setting in settings {
+                for method in methods {
+                    try OutputPath.check("\(saved)/\(method.name)-\(setting.name).json", inputs: [checkpoint])
+                }
+            }
+        }
         let started = Date()
         let (_, model) = try ModelOptions.load(arguments)
         // Before calibrating: a wrong --val should not cost the calibration first.
