@@ -97,7 +97,9 @@ enum Evaluation {
     }
 
     /// Scores one batch's logits into the blocks that hold its images.
-    private static func score(_ logits: Tensor, _ batch: ImageBatch, into blocks: inout [Int: Block], blockSize: Int) {
+    private static func score(
+        _ logits: Tensor, _ batch: ImageBatch, into blocks: inout [Int: Block], blockSize: Int, keepsPredictions: Bool
+    ) {
         let classes = logits.shape[1]
         for (row, label) in batch.labels.enumerated() {
             let scores = logits.scalars[(row * classes)..<((row + 1) * classes)]
@@ -112,6 +114,7 @@ enum Evaluation {
             if ranked.first == label { blocks[first]!.top1 += 1 }
             if ranked.contains(label) { blocks[first]!.top5 += 1 }
             blocks[first]!.lossNanounits += loss.isFinite ? Int64((loss * 1e9).rounded()) : 0
+            guard keepsPredictions else { continue }
             blocks[first]!.predictions.append(
                 Prediction(
                     index: index, label: label, top5: ranked + [Int](repeating: -1, count: 5 - ranked.count),
@@ -120,12 +123,19 @@ enum Evaluation {
         for (index, _) in batch.skipped { blocks[index / blockSize * blockSize]!.skipped += 1 }
     }
 
+    /// The images per block of a set of `images`: at most `saveEvery`, and small enough that up to 1024
+    /// ranks share the set, since blocks are also the unit of work. It depends on the set alone, so a
+    /// run may resume on another number of ranks.
+    static func blockSize(images: Int, saveEvery: Int) -> Int { max(1, min(saveEvery, (images + 1023) / 1024)) }
+
     /// Evaluates the blocks not already in `progress`, this rank taking a contiguous share of them.
     /// Rank 0 returns the totals over every block; `progress` (rank 0 only) saves each finished block.
-    /// Without a `blockSize`, each rank's shard is one block.
+    /// Without a `blockSize`, each rank's shard is one block. Without `keepsPredictions`, blocks hold
+    /// only their counts (a table's cells: about 100 bytes a saved block, where each image's prediction
+    /// adds about 70).
     static func run(
         model: VimModel, plan: QuantizationPlan?, runner: ShardRunner, label: String,
-        progress: EvaluationProgress? = nil, blockSize: Int? = nil
+        progress: EvaluationProgress? = nil, blockSize: Int? = nil, keepsPredictions: Bool = true
     ) throws -> Result {
         let cluster = runner.cluster
         let count = runner.dataset.samples.count
@@ -161,7 +171,7 @@ enum Evaluation {
             }
         ) { batch in
             let logits = try network(batch.images, hooks: hooks)
-            score(logits, batch, into: &open, blockSize: blockSize)
+            score(logits, batch, into: &open, blockSize: blockSize, keepsPredictions: keepsPredictions)
             scored += batch.indices.count
         }
         let seconds = Date().timeIntervalSince(started)
@@ -240,6 +250,21 @@ struct EvaluationProgress {
     }
 
     private static func fileName(_ first: Int) -> String { "block-\(first).json" }
+
+    /// What saved progress must match to be resumed: the SHA-256 `digests` of the model's files (the
+    /// checkpoint, and the Q.json or its bytes), the image list with its labels, and the transform.
+    static func fingerprint(digests: [String], dataset: ImageDataset, transform: EvaluationTransform, strict: Bool)
+        -> String
+    {
+        var hash = SHA256()
+        for digest in digests { hash.update(Array(digest.utf8)) }
+        let description = [
+            dataset.classNames.joined(separator: "\t"), dataset.listing, "\(transform.inputSize)",
+            "\(transform.cropRatio)", "\(strict)",
+        ]
+        hash.update(Array(description.joined(separator: "\n").utf8))
+        return hash.hexDigest()
+    }
 
     func save(_ block: Evaluation.Block) throws {
         try AtomicFile.write(

@@ -77,6 +77,51 @@ struct ReliabilityTests {
         #expect(try resultCounts(reference)["images"] == Double(Self.imageCount))
     }
 
+    @Test("a killed table resumes where it stopped, and gives the uninterrupted table")
+    func interruptedTable() throws {
+        let directory = Fixtures.temporaryDirectory()
+        let calibration = Fixtures.repositoryRoot.appendingPathComponent("demo/data/calib").path
+        func table(_ prefix: String, _ extra: [String] = []) -> [String] {
+            [
+                "table", "--checkpoint", Self.demoModel, "--calib", calibration, "--num-images", "32", "--val",
+                Self.demoImages, "--settings", "W8A8", "--methods", "minmax", "--output", prefix, "--batch-size", "1",
+                "--save-every", "1",
+            ] + extra
+        }
+        let prefix = directory + "/killed"
+        let cell = prefix + ".progress/minmax-W8A8"
+        let interrupted = try QMambaExecutable.runProcess(QMambaExecutable.path, table(prefix)) { pid in
+            let deadline = Date().addingTimeInterval(120)
+            while savedBlocks(cell).count < 4 && Date() < deadline { usleep(5_000) }
+            kill(pid, SIGKILL)
+        }
+        #expect(interrupted.status != 0)
+        #expect(!FileManager.default.fileExists(atPath: prefix + ".json"))
+        let saved = savedBlocks(cell).count
+        #expect(saved >= 4 && saved < Self.imageCount, "saved \(saved) blocks of the quantized cell")
+        #expect(savedBlocks(prefix + ".progress/fp32").count == Self.imageCount)
+
+        let again = try QMambaExecutable.run(table(prefix))
+        #expect(again.status == 1 && again.error.contains("--resume"), "starting over saved progress is refused")
+        let resumed = try QMambaExecutable.run(table(prefix, ["--resume"]))
+        #expect(resumed.status == 0, "\(resumed.error)")
+        #expect(resumed.output.contains("resuming: \(Self.imageCount) of \(Self.imageCount) images"))
+        #expect(!FileManager.default.fileExists(atPath: prefix + ".progress"), "progress is removed with the table")
+
+        let reference = directory + "/uninterrupted"
+        #expect(try QMambaExecutable.run(table(reference)).status == 0)
+        func counts(_ prefix: String) throws -> String {
+            let object =
+                try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: prefix + ".json")))
+                as! [String: Any]
+            let parts = ["fp32", "results"].map { object[$0]! }
+            return String(
+                decoding: try JSONSerialization.data(withJSONObject: parts, options: .sortedKeys), as: UTF8.self)
+        }
+        #expect(try counts(prefix) == counts(reference))
+        #expect(try counts(reference).contains("\"images\":\(Self.imageCount)"))
+    }
+
     @Test("saved progress of a different evaluation is not resumed")
     func foreignProgress() throws {
         let directory = Fixtures.temporaryDirectory()

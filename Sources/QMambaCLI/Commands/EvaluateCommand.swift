@@ -49,9 +49,7 @@ enum EvaluateCommand: Command {
             arguments, folderOption: "data", cluster: cluster, scoredWith: model.configuration.classCount,
             console: out)
         let transform = try DataOptions.transform(arguments, model: model)
-        // Blocks are also the unit of work: at most --save-every images, and small enough that up to
-        // 1024 ranks share a set. The size depends on the set alone, so a run may resume on other ranks.
-        let blockSize = max(1, min(saveEvery, (dataset.samples.count + 1023) / 1024))
+        let blockSize = Evaluation.blockSize(images: dataset.samples.count, saveEvery: saveEvery)
         let runner = ShardRunner(
             dataset: dataset, cluster: cluster, batchSize: try arguments.integer("batch-size")!,
             transform: transform, strict: arguments.flag("strict"), console: out)
@@ -63,9 +61,11 @@ enum EvaluateCommand: Command {
         }
         var progress: EvaluationProgress?
         if cluster.isRoot, let json = arguments.string("json") {
-            let fingerprint = try Self.fingerprint(
-                checkpoint: checkpoint, quant: arguments.string("quant"), dataset: dataset, transform: transform,
-                strict: arguments.flag("strict"))
+            let digests = try ([checkpoint] + [arguments.string("quant")].compactMap { $0 }).map {
+                try SHA256.hexDigest(ofFile: $0)
+            }
+            let fingerprint = EvaluationProgress.fingerprint(
+                digests: digests, dataset: dataset, transform: transform, strict: arguments.flag("strict"))
             progress = try EvaluationProgress(
                 directory: json + ".progress", fingerprint: fingerprint, blockSize: blockSize,
                 images: dataset.samples.count, resume: arguments.flag("resume"), console: out)
@@ -105,23 +105,6 @@ enum EvaluateCommand: Command {
             progress?.remove()
             out.line("wrote \(path)")
         }
-    }
-
-    /// What saved progress must match to be resumed: the bytes of the checkpoint and Q.json, the
-    /// image list with its labels, and the transform.
-    static func fingerprint(
-        checkpoint: String, quant: String?, dataset: ImageDataset, transform: EvaluationTransform, strict: Bool
-    ) throws -> String {
-        var hash = SHA256()
-        for file in [checkpoint] + [quant].compactMap({ $0 }) {
-            hash.update(Array(try SHA256.hexDigest(ofFile: file).utf8))
-        }
-        let description = [
-            dataset.classNames.joined(separator: "\t"), dataset.listing, "\(transform.inputSize)",
-            "\(transform.cropRatio)", "\(strict)",
-        ]
-        hash.update(Array(description.joined(separator: "\n").utf8))
-        return hash.hexDigest()
     }
 }
 

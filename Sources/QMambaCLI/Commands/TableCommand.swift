@@ -13,7 +13,8 @@ enum TableCommand: Command {
         Loads the model once and collects calibration statistics once (they do not depend on the method or the bits). \
         For each setting and method, rank 0 fits the quantizers and sends them to every rank, and all ranks evaluate \
         their validation shards. Writes <prefix>.md and <prefix>.json: rows = methods (fp32 on top), columns = settings, \
-        cells = top-1 (top-5).
+        cells = top-1 (top-5). Every cell's counts are saved in <prefix>.progress/ as its evaluation goes, so a job \
+        that was interrupted continues with --resume (calibration runs again; it gives the same quantizers).
         """
     static let options =
         ModelOptions.specs
@@ -25,6 +26,10 @@ enum TableCommand: Command {
             .value("methods", "LIST", "methods", default: "minmax,percentile,mse,mse+ltsq,mse+tgq,qmamba"),
             .value("output", "PREFIX", "write PREFIX.md and PREFIX.json", required: true),
             .value("save-calibrations", "DIR", "also write each cell's Q.json into DIR"),
+            .value(
+                "save-every", "N", "save each cell's progress in blocks of at most N validation images",
+                default: "256"),
+            .flag("resume", "continue from the progress saved by an interrupted table with the same settings"),
         ] + QuantizationOptions.parameterSpecs + Calibration.specs
     static let usesCluster = true
 
@@ -33,9 +38,15 @@ enum TableCommand: Command {
         let out = context.console
         let prefix = try arguments.required("output")
         let checkpoint = try arguments.required("checkpoint")
+        let saved = prefix + ".progress"
         if cluster.isRoot {
             try OutputPath.check(prefix + ".md", inputs: [checkpoint])
             try OutputPath.check(prefix + ".json", inputs: [checkpoint])
+            if FileManager.default.fileExists(atPath: saved) && !arguments.flag("resume") {
+                throw CommandFailure(
+                    "\(saved) holds the progress of an interrupted table: add --resume to continue it, or delete the "
+                        + "directory to start again")
+            }
         }
         let methods = try QuantizationOptions.methods(arguments)
         let settings = try arguments.string("settings")!.split(separator: ",").map { name in
@@ -64,11 +75,42 @@ enum TableCommand: Command {
             arguments, model: model, cluster: cluster, console: out, folderOption: "calib", reading: methods,
             discreteAThreshold: try QuantizationOptions.ltsqThreshold(arguments))
         let provenance = cluster.isRoot ? try calibration.provenance(checkpoint: checkpoint, model: model) : nil
+        let transform = try DataOptions.transform(arguments, model: model)
         let runner = ShardRunner(
             dataset: validation, cluster: cluster, batchSize: try arguments.integer("batch-size")!,
-            transform: try DataOptions.transform(arguments, model: model), strict: arguments.flag("strict"),
-            console: out)
-        let fp32 = try Evaluation.run(model: model, plan: nil, runner: runner, label: "fp32")
+            transform: transform, strict: arguments.flag("strict"), console: out)
+        let blockSize = Evaluation.blockSize(
+            images: validation.samples.count, saveEvery: try arguments.integer("save-every")!)
+        let checkpointDigest = cluster.isRoot ? try SHA256.hexDigest(ofFile: checkpoint) : ""
+        /// Evaluates one cell with its progress in `<prefix>.progress/<name>`, tied to the checkpoint, the
+        /// quantizers' bytes and the validation set (rank 0 keeps it).
+        func evaluateCell(_ name: String, label: String, plan: QuantizationPlan?, planBytes: [UInt8]) throws
+            -> Evaluation.Result
+        {
+            var progress: EvaluationProgress?
+            if cluster.isRoot {
+                let manager = FileManager.default
+                if !manager.fileExists(atPath: saved) {
+                    try manager.createDirectory(atPath: saved, withIntermediateDirectories: false)
+                }
+                var planDigest = SHA256()
+                planDigest.update(planBytes)
+                let directory = "\(saved)/\(name)"
+                progress = try EvaluationProgress(
+                    directory: directory,
+                    fingerprint: EvaluationProgress.fingerprint(
+                        digests: [checkpointDigest] + (plan == nil ? [] : [planDigest.hexDigest()]),
+                        dataset: validation,
+                        transform: transform, strict: arguments.flag("strict")),
+                    blockSize: blockSize, images: validation.samples.count,
+                    resume: manager.fileExists(atPath: directory),
+                    console: out)
+            }
+            return try Evaluation.run(
+                model: model, plan: plan, runner: runner, label: label, progress: progress, blockSize: blockSize,
+                keepsPredictions: false)
+        }
+        let fp32 = try evaluateCell("fp32", label: "fp32", plan: nil, planBytes: [])
         out.line(String(format: "fp32: top-1 %.2f%%, top-5 %.2f%%", fp32.top1Percent, fp32.top5Percent))
         var cells: [String: Evaluation.Result] = [:]
         for setting in settings {
@@ -85,8 +127,8 @@ enum TableCommand: Command {
                 cluster.broadcast(&bytes)
                 let plan = try CalibrationFile(data: Data(bytes), path: "\(method.name) \(setting.name)").plan
                 let label = "\(method.name) \(setting.name)"
-                let result = try Evaluation.run(
-                    model: model, plan: plan, runner: runner, label: label)
+                let result = try evaluateCell(
+                    "\(method.name)-\(setting.name)", label: label, plan: plan, planBytes: bytes)
                 cells[label] = result
                 out.line(
                     String(format: "%@: top-1 %.2f%%, top-5 %.2f%%", label, result.top1Percent, result.top5Percent))
@@ -104,6 +146,7 @@ enum TableCommand: Command {
         out.event("result", ["table": table.json])
         out.line("")
         out.line(table.markdown)
+        try? FileManager.default.removeItem(atPath: saved)
         out.line("wrote \(prefix).md and \(prefix).json")
     }
 }
