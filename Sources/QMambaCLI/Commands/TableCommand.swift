@@ -38,13 +38,13 @@ enum TableCommand: Command {
         let out = context.console
         let prefix = try arguments.required("output")
         let checkpoint = try arguments.required("checkpoint")
-        let saved = prefix + ".progress"
+        let progressDirectory = prefix + ".progress"
         if cluster.isRoot {
             try OutputPath.check(prefix + ".md", inputs: [checkpoint])
             try OutputPath.check(prefix + ".json", inputs: [checkpoint])
-            if FileManager.default.fileExists(atPath: saved) && !arguments.flag("resume") {
+            if FileManager.default.fileExists(atPath: progressDirectory) && !arguments.flag("resume") {
                 throw CommandFailure(
-                    "\(saved) holds the progress of an interrupted table: add --resume to continue it, or delete the "
+                    "\(progressDirectory) holds the progress of an interrupted table: add --resume to continue it, or delete the "
                         + "directory to start again")
             }
         }
@@ -58,10 +58,10 @@ enum TableCommand: Command {
                 throw CommandLineError.invalidValue(option: "settings", value: String(name), reason: "\(error)")
             }
         }
-        if cluster.isRoot, let saved = arguments.string("save-calibrations") {
+        if cluster.isRoot, let directory = arguments.string("save-calibrations") {
             for setting in settings {
                 for method in methods {
-                    try OutputPath.check("\(saved)/\(method.name)-\(setting.name).json", inputs: [checkpoint])
+                    try OutputPath.check("\(directory)/\(method.name)-\(setting.name).json", inputs: [checkpoint])
                 }
             }
         }
@@ -90,12 +90,12 @@ enum TableCommand: Command {
             var progress: EvaluationProgress?
             if cluster.isRoot {
                 let manager = FileManager.default
-                if !manager.fileExists(atPath: saved) {
-                    try manager.createDirectory(atPath: saved, withIntermediateDirectories: false)
+                if !manager.fileExists(atPath: progressDirectory) {
+                    try manager.createDirectory(atPath: progressDirectory, withIntermediateDirectories: false)
                 }
                 var planDigest = SHA256()
                 planDigest.update(planBytes)
-                let directory = "\(saved)/\(name)"
+                let directory = "\(progressDirectory)/\(name)"
                 progress = try EvaluationProgress(
                     directory: directory,
                     fingerprint: EvaluationProgress.fingerprint(
@@ -146,7 +146,7 @@ enum TableCommand: Command {
         out.event("result", ["table": table.json])
         out.line("")
         out.line(table.markdown)
-        try? FileManager.default.removeItem(atPath: saved)
+        try? FileManager.default.removeItem(atPath: progressDirectory)
         out.line("wrote \(prefix).md and \(prefix).json")
     }
 }
