@@ -223,11 +223,7 @@ struct EvaluationProgress {
             try AtomicFile.write(try JSONEncoder().encode(record), to: recordPath)
             return
         }
-        guard resume else {
-            throw CommandFailure(
-                "\(directory) holds the progress of an interrupted evaluation: add --resume to continue it, "
-                    + "or delete the directory to start again")
-        }
+        guard resume else { throw Self.startingOver(directory, of: "evaluation") }
         guard let data = manager.contents(atPath: recordPath),
             let saved = try? JSONDecoder().decode(RunRecord.self, from: data)
         else { throw CommandFailure("\(recordPath): missing or damaged; delete \(directory) to start again") }
@@ -250,6 +246,14 @@ struct EvaluationProgress {
     }
 
     private static func fileName(_ first: Int) -> String { "block-\(first).json" }
+
+    /// The refusal to start an `interrupted` job (an evaluation, a table) again over its saved progress
+    /// in `directory` without `--resume`.
+    static func startingOver(_ directory: String, of interrupted: String) -> CommandFailure {
+        CommandFailure(
+            "\(directory) holds the progress of an interrupted \(interrupted): add --resume to continue it, "
+                + "or delete the directory to start again")
+    }
 
     /// What saved progress must match to be resumed: the SHA-256 `digests` of the model's files (the
     /// checkpoint, and the Q.json or its bytes), the image list with its labels, and the transform.

@@ -34,14 +34,14 @@ enum ModelOptions {
     /// dequantized, its quantizers as a plan); a checkpoint runs in fp32, or with the plan of `--quant`.
     /// `planFile` names where the plan came from.
     static func loadRunnable(_ arguments: ParsedArguments, console: Console) throws -> (
-        model: VimModel, plan: QuantizationPlan?, planFile: String?
+        source: TensorSource, model: VimModel, plan: QuantizationPlan?, planFile: String?
     ) {
         let path = try arguments.required("checkpoint")
         let source = try CheckpointFile.open(path)
         guard isExport(source) else {
             let model = try model(from: source, arguments)
             let plan = try QuantizationOptions.plan(arguments, model: model, console: console)
-            return (model, plan, arguments.string("quant"))
+            return (source, model, plan, arguments.string("quant"))
         }
         for option in ["quant", "config", "model"] {
             if let value = arguments.string(option) {
@@ -51,7 +51,7 @@ enum ModelOptions {
             }
         }
         let (model, plan) = try QuantizedModelFile.read(path)
-        return (model, plan, path)
+        return (source, model, plan, path)
     }
 
     /// Whether `source` is an export of `qmamba export` (a safetensors file with its metadata).

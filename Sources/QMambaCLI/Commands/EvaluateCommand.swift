@@ -44,7 +44,7 @@ enum EvaluateCommand: Command {
             throw CommandLineError.invalidValue(
                 option: "resume", value: "", reason: "needs --json: progress is kept beside the result file")
         }
-        let (model, plan, planFile) = try ModelOptions.loadRunnable(arguments, console: out)
+        let (_, model, plan, planFile) = try ModelOptions.loadRunnable(arguments, console: out)
         let dataset = try DataOptions.dataset(
             arguments, folderOption: "data", cluster: cluster, scoredWith: model.configuration.classCount,
             console: out)

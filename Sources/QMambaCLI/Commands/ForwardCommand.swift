@@ -31,7 +31,7 @@ enum ForwardCommand: Command {
         let outputPath = try arguments.required("output")
         let batchSize = try arguments.integer("batch-size")!
         try OutputPath.check(outputPath, inputs: [inputPath, try arguments.required("checkpoint")])
-        let (loaded, plan, _) = try ModelOptions.loadRunnable(arguments, console: context.console)
+        let (_, loaded, plan, _) = try ModelOptions.loadRunnable(arguments, console: context.console)
         let (model, hooks) = Evaluation.quantized(loaded, plan: plan)
         let images = try NumPyArray(contentsOf: inputPath).tensor
         let c = model.configuration

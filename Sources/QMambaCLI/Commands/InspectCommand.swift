@@ -16,8 +16,7 @@ enum InspectCommand: Command {
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws {
         let out = context.console
-        let source = try CheckpointFile.open(try arguments.required("checkpoint"))
-        let (model, plan, _) = try ModelOptions.loadRunnable(arguments, console: out)
+        let (source, model, plan, _) = try ModelOptions.loadRunnable(arguments, console: out)
         let c = model.configuration
         out.line("file: \(source.path)")
         if let torch = source as? TorchCheckpoint {

@@ -43,9 +43,7 @@ enum TableCommand: Command {
             try OutputPath.check(prefix + ".md", inputs: [checkpoint])
             try OutputPath.check(prefix + ".json", inputs: [checkpoint])
             if FileManager.default.fileExists(atPath: progressDirectory) && !arguments.flag("resume") {
-                throw CommandFailure(
-                    "\(progressDirectory) holds the progress of an interrupted table: add --resume to continue it, or delete the "
-                        + "directory to start again")
+                throw EvaluationProgress.startingOver(progressDirectory, of: "table")
             }
         }
         let methods = try QuantizationOptions.methods(arguments)
@@ -81,14 +79,14 @@ enum TableCommand: Command {
             transform: transform, strict: arguments.flag("strict"), console: out)
         let blockSize = Evaluation.blockSize(
             images: validation.samples.count, saveEvery: try arguments.integer("save-every")!)
-        let checkpointDigest = cluster.isRoot ? try SHA256.hexDigest(ofFile: checkpoint) : ""
         /// Evaluates one cell with its progress in `<prefix>.progress/<name>`, tied to the checkpoint, the
         /// quantizers' bytes and the validation set (rank 0 keeps it).
         func evaluateCell(_ name: String, label: String, plan: QuantizationPlan?, planBytes: [UInt8]) throws
             -> Evaluation.Result
         {
             var progress: EvaluationProgress?
-            if cluster.isRoot {
+            // Rank 0, the one with the provenance (which holds the checkpoint's digest).
+            if let provenance {
                 let manager = FileManager.default
                 if !manager.fileExists(atPath: progressDirectory) {
                     try manager.createDirectory(atPath: progressDirectory, withIntermediateDirectories: false)
@@ -99,7 +97,7 @@ enum TableCommand: Command {
                 progress = try EvaluationProgress(
                     directory: directory,
                     fingerprint: EvaluationProgress.fingerprint(
-                        digests: [checkpointDigest] + (plan == nil ? [] : [planDigest.hexDigest()]),
+                        digests: [provenance.checkpointSHA256] + (plan == nil ? [] : [planDigest.hexDigest()]),
                         dataset: validation,
                         transform: transform, strict: arguments.flag("strict")),
                     blockSize: blockSize, images: validation.samples.count,
